@@ -1,0 +1,31 @@
+"""The smallest shims that let our pinned dependencies work together.
+
+Each shim says what breaks without it, and is covered by ``tests/test_utils/test_compat.py``.
+"""
+import importlib
+import sys
+
+
+def patch_mmpretrain_multimodal() -> None:
+    """Let ``import mmpretrain.models`` succeed beside transformers 5.
+
+    Why: mmpretrain 1.2.0 imports its BLIP/OFA/LLaVA modules whenever pycocotools and
+    transformers are installed, and those modules import symbols that transformers >= 4.52
+    moved or removed (``apply_chunking_to_forward``, ``GenerationMixin`` from
+    ``modeling_utils`` ...); the import then dies with ``TypeError: NoneType takes no
+    arguments``. mmllava provides its own LLaVA, so we switch mmpretrain's multimodal
+    package off through its own flag: mmpretrain then registers its documented placeholders
+    for those models (they raise an ImportError when built), and every other mmpretrain part
+    (backbones, necks, heads, transforms, datasets, metrics) imports and builds as usual.
+
+    Must run before ``mmpretrain.models`` is first imported; a no-op afterwards.
+    """
+    if 'mmpretrain.models' in sys.modules:
+        return
+    dependency = importlib.import_module('mmpretrain.utils.dependency')
+    dependency.WITH_MULTIMODAL = False
+
+
+def apply_all() -> None:
+    """Apply every shim; called once by ``import mmllava``."""
+    patch_mmpretrain_multimodal()
