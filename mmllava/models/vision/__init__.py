@@ -1,0 +1,3 @@
+from .clip import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
+
+__all__ = ['HFCLIPVisionEncoder', 'OpenCLIPVisionEncoder']

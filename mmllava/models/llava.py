@@ -1,0 +1,240 @@
+"""LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
+import warnings
+from typing import List, Optional, Union
+
+import torch
+from mmengine.model import BaseModel
+from torch import nn
+
+from mmllava.registry import MODELS
+
+IMAGE_TOKEN_INDEX = -200
+IGNORE_INDEX = -100
+_TASK_FIELDS = {'caption': 'pred_caption'}
+
+
+@MODELS.register_module()
+class LLaVA(BaseModel):
+    """LLaVA (Large Language and Vision Assistant).
+
+    Token ids arrive with every ``<image>`` already expanded to ``num_image_tokens`` copies of
+    ``image_token_index`` (an id outside the vocabulary); the model embeds the text and scatters
+    the projected image features into those positions, in order. Several images per sample
+    and per batch need nothing special.
+
+    Args:
+        vision_encoder (dict): A vision encoder config (e.g. ``HFCLIPVisionEncoder``).
+        projector (dict): A projector config (``LLaVAProjector``); ``in_channels`` and
+            ``out_channels`` default to the encoder's and LLM's widths.
+        llm (dict): An LLM config (``HFCausalLM``).
+        tokenizer (dict | str, optional): Used only to decode generated ids to text.
+        data_preprocessor (dict, optional): Defaults to ``LlavaDataPreprocessor``.
+        task (str): ``'vqa'`` (results in ``pred_answer``) or ``'caption'``
+            (``pred_caption``); chat and action models answer like ``'vqa'``.
+        default_question (str, optional): The question asked when a user gives none.
+        generation_cfg (dict): Default keyword arguments of transformers' ``generate``.
+        image_token_index (int): The placeholder id. Defaults to -200, as the original.
+        freeze_vision_encoder (bool): Freeze the vision encoder. Defaults to True.
+        freeze_projector (bool): Freeze the projector.
+        freeze_llm (bool): Freeze the LLM.
+        init_cfg (dict, optional): mmengine initialization config.
+    """
+
+    def __init__(self,
+                 vision_encoder: dict,
+                 projector: dict,
+                 llm: dict,
+                 tokenizer: Optional[Union[dict, str]] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 task: str = 'vqa',
+                 default_question: Optional[str] = None,
+                 generation_cfg: Optional[dict] = None,
+                 image_token_index: int = IMAGE_TOKEN_INDEX,
+                 freeze_vision_encoder: bool = True,
+                 freeze_projector: bool = False,
+                 freeze_llm: bool = False,
+                 init_cfg: Optional[dict] = None):
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='LlavaDataPreprocessor')
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor = MODELS.build(data_preprocessor)
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.vision_tower = MODELS.build(vision_encoder)
+        self.llm = MODELS.build(llm)
+        projector = dict(projector)
+        projector.setdefault('in_channels', self.vision_tower.hidden_size)
+        projector.setdefault('out_channels', self.llm.config.hidden_size)
+        self.projector = MODELS.build(projector)
+        self.tokenizer = self._build_tokenizer(tokenizer)
+        self.task = task
+        self.default_question = default_question
+        self.generation_cfg = dict(max_new_tokens=64, num_beams=1, do_sample=False)
+        self.generation_cfg.update(generation_cfg or {})
+        self.image_token_index = image_token_index
+        self._freeze(self.vision_tower, freeze_vision_encoder)
+        self._freeze(self.projector, freeze_projector)
+        self._freeze(self.llm, freeze_llm)
+
+    @staticmethod
+    def _build_tokenizer(cfg):
+        if cfg is None:
+            return None
+        from mmllava.conversation import build_tokenizer
+        return build_tokenizer(cfg)
+
+    @staticmethod
+    def _freeze(module: nn.Module, frozen: bool) -> None:
+        if frozen:
+            module.requires_grad_(False)
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Placeholder tokens per image."""
+        return self.vision_tower.num_tokens
+
+    @property
+    def max_length(self) -> int:
+        """The LLM's context length."""
+        return self.llm.config.max_position_embeddings
+
+    # ------------------------------------------------------------------ embedding
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Vision encoder + projector: (N, 3, H, W) -> (N, num_image_tokens, llm_hidden)."""
+        return self.projector(self.vision_tower(pixel_values))
+
+    def embed_inputs(self, input_ids: torch.Tensor,
+                     pixel_values: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Embed token ids and scatter image features into the placeholder positions.
+
+        Args:
+            input_ids (Tensor): (B, L) ids with ``image_token_index`` placeholders.
+            pixel_values (Tensor, optional): (N, 3, H, W), the batch's images in the order
+                their placeholders appear (row by row).
+
+        Returns:
+            Tensor: (B, L, hidden) input embeddings.
+        """
+        placeholder = input_ids == self.image_token_index
+        embed = self.llm.get_input_embeddings()
+        # The placeholder lies outside the vocabulary: look up any valid id, then overwrite.
+        embeds = embed(input_ids.masked_fill(placeholder, 0))
+        num_slots = int(placeholder.sum())
+        if pixel_values is None or len(pixel_values) == 0:
+            if num_slots:
+                raise ValueError(f'The token ids hold {num_slots} image placeholders but no '
+                                 'images were given')
+            return embeds
+        features = self.encode_images(pixel_values)
+        features = features.reshape(-1, features.shape[-1])
+        if features.shape[0] != num_slots:
+            raise ValueError(
+                f'{len(pixel_values)} images give {features.shape[0]} image tokens '
+                f'({self.num_image_tokens} each), but the token ids hold {num_slots} '
+                'placeholders: each <image> must expand to num_image_tokens placeholders')
+        return embeds.masked_scatter(placeholder.unsqueeze(-1), features.to(embeds.dtype))
+
+    @staticmethod
+    def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+        # Positions count real tokens only, so left padding changes nothing.
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+    def _check_length(self, length: int) -> None:
+        if length > self.max_length:
+            raise ValueError(f'The prompt is {length} tokens long (image tokens included), '
+                             f'longer than the model context of {self.max_length} tokens')
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs: dict, data_samples: Optional[list] = None, mode: str = 'tensor'):
+        """mmengine's entry point.
+
+        Args:
+            inputs (dict): From the data preprocessor: ``input_ids``, ``attention_mask``,
+                ``pixel_values`` and (for ``'loss'``) ``labels``.
+            data_samples (list, optional): mmpretrain ``DataSample`` per sample.
+            mode (str): ``'loss'`` -> dict of losses; ``'predict'`` -> data samples with
+                ``pred_answer`` / ``pred_caption``; ``'tensor'`` -> logits (B, L, vocab).
+        """
+        if mode == 'loss':
+            return self.loss(**inputs)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            return self._forward_llm(inputs['input_ids'], inputs.get('attention_mask'),
+                                     inputs.get('pixel_values')).logits
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def _forward_llm(self, input_ids, attention_mask=None, pixel_values=None, labels=None):
+        self._check_length(input_ids.shape[1])
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds = self.embed_inputs(input_ids, pixel_values)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
+                        position_ids=self._position_ids(attention_mask), labels=labels,
+                        use_cache=False)
+
+    def loss(self, input_ids: torch.Tensor, labels: torch.Tensor,
+             attention_mask: Optional[torch.Tensor] = None,
+             pixel_values: Optional[torch.Tensor] = None) -> dict:
+        """Next-token cross entropy over the unmasked labels."""
+        if not (labels != IGNORE_INDEX).any():
+            raise ValueError('Every label in the batch is masked: nothing to learn from. Check the '
+                             'conversation template against the data.')
+        out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels)
+        return dict(loss=out.loss)
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                 pixel_values: Optional[torch.Tensor] = None, **generate_kwargs) -> torch.Tensor:
+        """KV-cached generation through transformers' ``generate``.
+
+        Batches must be left padded. Keywords are transformers' (``max_new_tokens``,
+        ``num_beams``, ``do_sample``, ``temperature`` ...), over ``generation_cfg``.
+
+        Returns:
+            Tensor: (B, T) the generated ids only (prompt excluded).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if (attention_mask[:, -1] == 0).any():
+            raise ValueError('Batched generation needs left padding (the last position of a '
+                             'row is padding)')
+        self._check_length(input_ids.shape[1])
+        cfg = {**self.generation_cfg, **generate_kwargs}
+        room = self.max_length - input_ids.shape[1]
+        if cfg.get('max_new_tokens', 0) > room:
+            warnings.warn(f"max_new_tokens={cfg['max_new_tokens']} exceeds the context left "
+                          f'({room} tokens); generating at most {room}')
+            cfg['max_new_tokens'] = room
+        if self.tokenizer is not None:
+            cfg.setdefault('eos_token_id', self.tokenizer.eos_token_id)
+            cfg.setdefault('pad_token_id', self.tokenizer.pad_token_id)
+        embeds = self.embed_inputs(input_ids, pixel_values)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
+
+    def predict(self, inputs: dict, data_samples: Optional[list] = None,
+                **generate_kwargs) -> list:
+        """Generate and decode; results go to ``pred_answer`` or ``pred_caption``."""
+        if self.tokenizer is None:
+            raise RuntimeError('predict needs a tokenizer to decode; set model.tokenizer')
+        ids = self.generate(inputs['input_ids'], inputs.get('attention_mask'),
+                            inputs.get('pixel_values'), **generate_kwargs)
+        texts = self.decode(ids)
+        if data_samples is None:
+            from mmpretrain.structures import DataSample
+            data_samples = [DataSample() for _ in texts]
+        field = _TASK_FIELDS.get(self.task, 'pred_answer')
+        for sample, text, row in zip(data_samples, texts, ids):
+            sample.set_field(text, field)
+            sample.set_field(row.tolist(), 'pred_token_ids')
+        return data_samples
+
+    def decode(self, ids: torch.Tensor) -> List[str]:
+        """Decode generated ids, stopping at the first EOS."""
+        eos = self.tokenizer.eos_token_id
+        texts = []
+        for row in ids.tolist():
+            if eos in row:
+                row = row[:row.index(eos)]
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts

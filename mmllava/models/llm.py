@@ -1,0 +1,36 @@
+"""The language model: any transformers causal LM, built from an explicit config."""
+from typing import Optional
+
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from mmllava.registry import MODELS
+
+
+@MODELS.register_module(name='HFCausalLM')
+def build_causal_lm(config: dict, attn_implementation: str = 'sdpa',
+                    gradient_checkpointing: bool = False,
+                    torch_dtype: Optional[str] = None) -> PreTrainedModel:
+    """Build a transformers causal LM from an explicit architecture; no hub is asked.
+
+    Args:
+        config (dict): The architecture: ``model_type`` (e.g. ``'llama'``) and that config
+            class's keyword arguments (hidden_size, num_hidden_layers, vocab_size, ...).
+        attn_implementation (str): ``'sdpa'`` (default), ``'eager'`` or ``'flash_attention_2'``.
+        gradient_checkpointing (bool): Enable activation checkpointing in the decoder.
+        torch_dtype (str, optional): Build in this dtype (e.g. ``'bfloat16'``).
+
+    Returns:
+        PreTrainedModel: The randomly initialized LM (weights come from ``pretrained``).
+    """
+    config = dict(config)
+    if 'model_type' not in config:
+        raise ValueError("The LLM config must name its 'model_type' (e.g. 'llama')")
+    hf_config = AutoConfig.for_model(config.pop('model_type'), **config)
+    kwargs = dict(attn_implementation=attn_implementation)
+    if torch_dtype is not None:
+        kwargs['dtype'] = torch_dtype
+    model = AutoModelForCausalLM.from_config(hf_config, **kwargs)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=dict(use_reentrant=False))
+    return model

@@ -1,0 +1,31 @@
+"""mmllava: an OpenMMLab-style toolbox for LLaVA."""
+import os.path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_requirements(name: str) -> list:
+    """Requirement lines of requirements/<name>.txt, comments and blanks dropped."""
+    path = osp.join(osp.dirname(__file__), 'requirements', f'{name}.txt')
+    with open(path) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith(('#', '-'))]
+
+
+def read_version() -> str:
+    scope = {}
+    with open(osp.join(osp.dirname(__file__), 'mmllava', 'version.py')) as f:
+        exec(f.read(), scope)
+    return scope['__version__']
+
+
+setup(
+    name='mmllava',
+    version=read_version(),
+    description='OpenMMLab-style toolbox for LLaVA, finetuned for human action understanding',
+    packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests', 'tests.*')),
+    include_package_data=True,
+    python_requires='>=3.11',
+    install_requires=read_requirements('runtime'),
+    extras_require=dict(tests=read_requirements('tests')),
+    license='Apache License 2.0',
+)
