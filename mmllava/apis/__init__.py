@@ -1,0 +1,4 @@
+from .hub import ModelHub, list_models
+from .inference import LlavaInferencer, get_model, inference_model
+
+__all__ = ['LlavaInferencer', 'ModelHub', 'get_model', 'inference_model', 'list_models']

@@ -4,27 +4,10 @@ from typing import Optional, Sequence
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from mmllava.datasets.transforms.processing import CLIP_MEAN, CLIP_STD, normalize_pixels
 from mmllava.registry import MODELS
 
-# CLIP's normalization (OpenAI CLIP; also transformers' CLIPImageProcessor defaults).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IGNORE_INDEX = -100
-
-
-def normalize_images(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``(x / 255 - mean) / std`` in float32, in transformers' order of operations.
-
-    Args:
-        images (Tensor): uint8 images, (N, 3, H, W).
-        mean (Tensor): (3,) channel means in [0, 1].
-        std (Tensor): (3,) channel stds in [0, 1].
-
-    Returns:
-        Tensor: float32 normalized images.
-    """
-    x = images.to(torch.float32) * (1 / 255)
-    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor], value: int, side: str) -> torch.Tensor:
@@ -87,7 +70,7 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
         batch['pixel_values'] = self._images(images)
         batch = self.cast_data(batch)
         if batch['pixel_values'] is not None:
-            batch['pixel_values'] = normalize_images(batch['pixel_values'], self.mean, self.std)
+            batch['pixel_values'] = normalize_pixels(batch['pixel_values'], self.mean, self.std)
         return dict(inputs=batch, data_samples=data_samples)
 
     @staticmethod

@@ -1,0 +1,47 @@
+"""Ask a LLaVA a question about an image.
+
+Example:
+    python demo/image_demo.py demo/demo.jpg configs/llava/llava-tiny_vqa.py \
+        --question "What is the person doing?"
+"""
+import argparse
+import time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('image', help='image file')
+    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    parser.add_argument('--question', default=None,
+                        help="the question (default: the model's default question)")
+    parser.add_argument('--checkpoint', default=None,
+                        help='weights file for a config (zoo names load their own weights)')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--max-new-tokens', type=int, default=None)
+    parser.add_argument('--show-prompt', action='store_true',
+                        help='also print the exact prompt given to the LLM')
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    from mmllava.apis import LlavaInferencer, ModelHub
+
+    pretrained = args.checkpoint
+    if pretrained is None and ModelHub.has(args.model):
+        pretrained = True
+    start = time.perf_counter()
+    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device)
+    gen = {} if args.max_new_tokens is None else dict(max_new_tokens=args.max_new_tokens)
+    result = inferencer(args.image, args.question, **gen)[0]
+    if pretrained is None:
+        print('note: no weights given, so this model answers with random weights')
+    if args.show_prompt:
+        print(f"prompt: {result['prompt']!r}")
+    answer = result.get('pred_answer', result.get('pred_caption'))
+    print(f'answer: {answer}')
+    print(f'({time.perf_counter() - start:.1f} s)')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,212 @@
+"""get_model, inference_model and LlavaInferencer: mmpretrain-style inference."""
+import copy
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import Compose, pseudo_collate
+from PIL import Image
+from tqdm import tqdm
+
+from .hub import ModelHub
+
+ModelType = Union[str, Path, Config, torch.nn.Module]
+InputType = Union[str, Path, Image.Image, np.ndarray]
+
+
+def _load_config(name_or_config) -> tuple:
+    """Return (Config, zoo name or None)."""
+    if isinstance(name_or_config, Config):
+        return copy.deepcopy(name_or_config), None
+    name = str(name_or_config)
+    if ModelHub.has(name):
+        return Config.fromfile(ModelHub.config_path(name)), name
+    if Path(name).suffix == '.py':
+        if not Path(name).exists():
+            raise FileNotFoundError(f'Config file {name} does not exist')
+        return Config.fromfile(name), None
+    ModelHub.get(name)  # raises with the known names
+
+
+def get_model(name_or_config: Union[str, Path, Config],
+              pretrained: Union[bool, str, Path, None] = None,
+              device: Union[str, torch.device] = 'cpu',
+              **overrides) -> torch.nn.Module:
+    """Build a LLaVA from a zoo name or a config, and load its weights.
+
+    Args:
+        name_or_config: A zoo name (see :func:`list_models`), a config file or a Config.
+        pretrained: ``True`` loads the zoo weights of a zoo name; a path loads that file
+            (safetensors, or a weights-only torch file); ``None``/``False`` keeps the random
+            initialization.
+        device: Where to put the model.
+        **overrides: Keys merged into the config's ``model`` (e.g.
+            ``generation_cfg=dict(max_new_tokens=16)``, or
+            ``llm=dict(torch_dtype='bfloat16')`` to hold a 7B LLM in half the memory).
+
+    Returns:
+        The model in eval mode, with ``model.cfg`` set to its config.
+    """
+    from mmllava.registry import MODELS
+    from mmllava.utils import register_all_modules
+
+    register_all_modules()
+    cfg, zoo_name = _load_config(name_or_config)
+    if overrides:
+        cfg.merge_from_dict(dict(model=overrides))
+    weights = None
+    if pretrained is True:
+        if zoo_name is None:
+            raise ValueError('pretrained=True needs a zoo model name; give the weights path '
+                             'for a config')
+        weights = ModelHub.weights_path(zoo_name)
+    elif pretrained:
+        weights = Path(pretrained)
+        if not weights.exists():
+            raise FileNotFoundError(f'Weights file {weights} does not exist')
+    if cfg.model.get('tokenizer') is None and weights is not None:
+        # Zoo configs leave the tokenizer to the folder of the converted weights.
+        tokenizer_dir = weights if weights.is_dir() else weights.parent
+        if (tokenizer_dir / 'tokenizer.model').exists():
+            cfg.model.tokenizer = str(tokenizer_dir)
+    if weights is not None:
+        # Every parameter is about to be overwritten (strictly), so skip the random init:
+        # it costs minutes at 7B. Non-persistent buffers (rotary, positions) still get built.
+        from transformers.initialization import no_init_weights
+        with no_init_weights():
+            model = MODELS.build(cfg.model)
+    else:
+        model = MODELS.build(cfg.model)
+    if weights is not None:
+        from mmllava.engine.checkpoint import load_model_weights
+        load_model_weights(model, weights, strict=True)
+    model.cfg = cfg
+    model.to(device)
+    model.eval()
+    return model
+
+
+class LlavaInferencer:
+    """Answer questions about images with a LLaVA, in batches.
+
+    Args:
+        model: A zoo name, a config (path or Config) or a built model.
+        pretrained: As in :func:`get_model`.
+        device: Where to run.
+        batch_size (int): Inputs per forward.
+        **overrides: Model config overrides, as in :func:`get_model`.
+    """
+
+    def __init__(self, model: ModelType, pretrained: Union[bool, str, Path, None] = None,
+                 device: Union[str, torch.device] = 'cpu', batch_size: int = 1, **overrides):
+        if isinstance(model, torch.nn.Module):
+            if not hasattr(model, 'cfg'):
+                raise ValueError('A built model must carry its config as model.cfg '
+                                 '(get_model sets it)')
+            self.model = model
+        else:
+            self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
+        self.batch_size = batch_size
+        self.pipeline = self._build_pipeline(self.model.cfg)
+
+    def _build_pipeline(self, cfg: Config) -> Compose:
+        steps = []
+        for step in copy.deepcopy(cfg.test_pipeline):
+            if step['type'] == 'TokenizeConversation':
+                # The model's tokenizer and image token count, unless the config says otherwise.
+                if step.get('tokenizer') is None:
+                    if self.model.tokenizer is None:
+                        raise ValueError('The model has no tokenizer: set model.tokenizer in '
+                                         'the config or pass pretrained weights whose folder '
+                                         'holds tokenizer.model')
+                    step['tokenizer'] = self.model.tokenizer
+                step.setdefault('num_image_tokens', self.model.num_image_tokens)
+            steps.append(step)
+        return Compose(steps)
+
+    @property
+    def result_key(self) -> str:
+        return 'pred_caption' if self.model.task == 'caption' else 'pred_answer'
+
+    def _sample(self, index: int, image: Optional[InputType], question: str) -> dict:
+        content = question
+        if image is not None and '<image>' not in question:
+            content = '<image>\n' + question  # LLaVA-1.5 puts the image first
+        return dict(sample_id=index, images=[] if image is None else [image],
+                    messages=[dict(role='user', content=content)], question=question)
+
+    def __call__(self, inputs: Union[InputType, Sequence[InputType]],
+                 questions: Union[str, Sequence[str], None] = None,
+                 batch_size: Optional[int] = None, show_progress: bool = False,
+                 **generate_kwargs) -> List[dict]:
+        """Run inference.
+
+        Args:
+            inputs: An image (path, PIL image, HxWx3 uint8 array) or a list of them.
+            questions: One question per input (a list for a list); ``None`` uses the model's
+                default question.
+            batch_size: Overrides the inferencer's batch size.
+            show_progress: Show a progress bar over batches.
+            **generate_kwargs: transformers ``generate`` keywords (``max_new_tokens``,
+                ``num_beams``, ``do_sample`` ...). Greedy by default.
+
+        Returns:
+            list[dict]: Per input ``pred_answer`` (or ``pred_caption``) and ``prompt``, the
+            exact text given to the LLM with each image written as ``<image>``.
+        """
+        if isinstance(inputs, (list, tuple)):
+            images = list(inputs)
+        else:
+            images = [inputs]
+        if questions is None or isinstance(questions, str):
+            question = questions if questions is not None else self.model.default_question
+            if question is None:
+                raise ValueError('Give a question: this model has no default question')
+            questions = [question] * len(images)
+        elif len(questions) != len(images):
+            raise ValueError(f'{len(images)} inputs but {len(questions)} questions')
+        batch_size = batch_size or self.batch_size
+        results = []
+        starts = range(0, len(images), batch_size)
+        for start in tqdm(starts, disable=not show_progress, desc='inference'):
+            samples = [
+                self.pipeline(self._sample(i, images[i], questions[i]))
+                for i in range(start, min(start + batch_size, len(images)))
+            ]
+            data = self.model.data_preprocessor(pseudo_collate(samples), False)
+            with torch.no_grad():
+                outputs = self.model.predict(data['inputs'], data['data_samples'],
+                                             **generate_kwargs)
+            for out in outputs:
+                results.append({self.result_key: out.get(self.result_key),
+                                'prompt': out.metainfo.get('prompt', out.get('prompt'))})
+        return results
+
+
+def inference_model(model: ModelType, inputs: Union[InputType, Sequence[InputType]],
+                    questions: Union[str, Sequence[str], None] = None,
+                    **generate_kwargs) -> Union[dict, List[dict]]:
+    """Answer a question about an image (or a batch) in one call.
+
+    Args:
+        model: A zoo name (its weights loaded as ``pretrained=True``), a config path, or a
+            model from :func:`get_model`.
+        inputs: An image or a list of images (a list means a batch).
+        questions: A question, a list of questions (one per image), or ``None`` for the
+            model's default question.
+        **generate_kwargs: transformers ``generate`` keywords; greedy by default.
+
+    Returns:
+        dict | list[dict]: ``pred_answer`` (or ``pred_caption``) and ``prompt`` per input; a
+        list when ``inputs`` is a list.
+    """
+    if isinstance(model, torch.nn.Module):
+        inferencer = LlavaInferencer(model)
+    elif ModelHub.has(str(model)):
+        inferencer = LlavaInferencer(model, pretrained=True)
+    else:
+        inferencer = LlavaInferencer(model)
+    results = inferencer(inputs, questions, **generate_kwargs)
+    return results if isinstance(inputs, (list, tuple)) else results[0]

@@ -1,0 +1,211 @@
+"""LLaVA image preprocessing: pad to square, CLIP resize and centre crop, normalization.
+
+Parity reference: transformers' PIL/NumPy ("slow") CLIP image processor, which in transformers 5
+is ``CLIPImageProcessorPil`` (``CLIPImageProcessor`` is now the torchvision backend). It is the
+path the original LLaVA ran (``CLIPImageProcessor`` of transformers 4.3x, PIL resize), so it is
+the one we reproduce bit for bit: the shortest edge is resized with PIL's BICUBIC filter on the
+uint8 picture, then the centre is cropped, then ``(x / 255 - mean) / std`` in float32. The
+torchvision backend resizes with its own antialiased bicubic kernel and may differ by a grey level
+here and there; we do not follow it.
+
+The transforms keep images as (H, W, 3) uint8 arrays; normalization happens in the model's data
+preprocessor with :func:`normalize_pixels`, so batches travel as bytes, not floats.
+"""
+import math
+from typing import List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmcv.transforms import BaseTransform
+from PIL import Image
+
+from mmllava.registry import TRANSFORMS
+
+# OpenAI CLIP statistics (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# The original computes tuple(int(x * 255) for x in image_processor.image_mean): truncation.
+CLIP_MEAN_RGB = tuple(int(x * 255) for x in CLIP_MEAN)  # (122, 116, 104)
+
+_PIL_INTERPOLATION = {
+    'nearest': Image.Resampling.NEAREST,
+    'bilinear': Image.Resampling.BILINEAR,
+    'bicubic': Image.Resampling.BICUBIC,
+    'lanczos': Image.Resampling.LANCZOS,
+    'box': Image.Resampling.BOX,
+    'hamming': Image.Resampling.HAMMING,
+}
+
+
+def _check_images(results: dict, transform: str) -> List[np.ndarray]:
+    images = results.get('images')
+    if images is None:
+        images = []
+    for i, image in enumerate(images):
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
+                and image.shape[-1] == 3):
+            got = (f'{image.dtype} array of shape {image.shape}'
+                   if isinstance(image, np.ndarray) else type(image).__name__)
+            raise TypeError(f'{transform}: sample {results.get("sample_id")!r}, image #{i}: '
+                            f'expected an (H, W, 3) uint8 array (run LoadImages first), got {got}')
+    return images
+
+
+def expand_to_square(image: np.ndarray, background: Sequence[int] = CLIP_MEAN_RGB) -> np.ndarray:
+    """Pad an (H, W, 3) image to a square, as the original LLaVA's ``expand2square``.
+
+    The picture keeps its size; it is pasted at ``(x, y) = (0, (w - h) // 2)`` in a wide image's
+    ``w x w`` square, or at ``((h - w) // 2, 0)`` in a tall image's ``h x h`` square.
+
+    Args:
+        image (np.ndarray): (H, W, 3) uint8.
+        background (Sequence[int]): RGB fill colour.
+
+    Returns:
+        np.ndarray: (S, S, 3) uint8 with ``S = max(H, W)``; ``image`` itself if already square.
+    """
+    height, width = image.shape[:2]
+    if height == width:
+        return image
+    side = max(height, width)
+    out = np.empty((side, side, image.shape[2]), dtype=image.dtype)
+    out[...] = np.asarray(background, dtype=image.dtype)
+    top, left = ((width - height) // 2, 0) if width > height else (0, (height - width) // 2)
+    out[top:top + height, left:left + width] = image
+    return out
+
+
+@TRANSFORMS.register_module()
+class PadToSquare(BaseTransform):
+    """Pad every image to a square with a flat colour: LLaVA-1.5's ``image_aspect_ratio='pad'``.
+
+    Required keys: ``images`` (list of (H, W, 3) uint8 arrays; may be empty).
+    Modified keys: ``images``, ``img_shapes``.
+
+    Args:
+        background (Sequence[int]): RGB fill, by default the CLIP mean x 255 truncated to
+            integers, ``(122, 116, 104)``, as the original computes it.
+    """
+
+    def __init__(self, background: Sequence[int] = CLIP_MEAN_RGB):
+        background = tuple(background)
+        if len(background) != 3 or not all(
+                isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in background):
+            raise ValueError(f'background must be three integers in [0, 255], got {background}')
+        self.background = tuple(int(c) for c in background)
+
+    def transform(self, results: dict) -> dict:
+        """Pad each image of ``results['images']``."""
+        images = _check_images(results, 'PadToSquare')
+        results['images'] = [expand_to_square(im, self.background) for im in images]
+        results['img_shapes'] = [im.shape[:2] for im in results['images']]
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(background={self.background})'
+
+
+def _pair(size: Union[int, Sequence[int]], name: str) -> Tuple[int, int]:
+    if isinstance(size, (int, np.integer)):
+        return int(size), int(size)
+    if len(size) == 2:
+        return int(size[0]), int(size[1])
+    raise ValueError(f'{name} must be an int or (height, width), got {size}')
+
+
+def shortest_edge_size(height: int, width: int, size: int) -> Tuple[int, int]:
+    """Output ``(h, w)`` of a shortest-edge resize, as transformers computes it.
+
+    transformers' ``get_resize_output_image_size(default_to_square=False)``: the short side
+    becomes ``size`` and the long side ``int(size * long / short)`` (truncated, not rounded).
+    """
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = size, int(size * long / short)
+    return (new_long, new_short) if width <= height else (new_short, new_long)
+
+
+def center_crop(image: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
+    """Centre crop an (H, W, C) image as transformers' numpy ``center_crop``.
+
+    The window starts at ``((H - crop_h) // 2, (W - crop_w) // 2)``; an image smaller than the
+    window is first zero-padded around it (ceil of half the missing size before), as there.
+    """
+    height, width = image.shape[:2]
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    if top >= 0 and left >= 0:
+        return image[top:top + crop_h, left:left + crop_w]
+    new_h, new_w = max(crop_h, height), max(crop_w, width)
+    canvas = np.zeros((new_h, new_w) + image.shape[2:], dtype=image.dtype)
+    top_pad, left_pad = math.ceil((new_h - height) / 2), math.ceil((new_w - width) / 2)
+    canvas[top_pad:top_pad + height, left_pad:left_pad + width] = image
+    top, left = top + top_pad, left + left_pad
+    return canvas[max(0, top):min(new_h, top + crop_h), max(0, left):min(new_w, left + crop_w)]
+
+
+@TRANSFORMS.register_module()
+class CLIPResizeCrop(BaseTransform):
+    """Resize the shortest edge and centre crop, exactly as transformers' CLIP image processor.
+
+    Bit-identical (uint8) to the PIL path of transformers' CLIP processor (``CLIPImageProcessorPil``
+    in transformers 5; the slow ``CLIPImageProcessor`` before) before its rescale/normalize.
+
+    Required keys: ``images`` (list of (H, W, 3) uint8 arrays; may be empty).
+    Modified keys: ``images`` (each ``crop_size``), ``img_shapes``.
+
+    Args:
+        size (int): target length of the shortest edge. Defaults to 336.
+        crop_size (int | tuple[int, int], optional): centre crop ``(height, width)``; an int
+            gives a square. Defaults to ``size``.
+        interpolation (str): PIL filter: ``'bicubic'`` (CLIP's), ``'bilinear'``, ``'nearest'``,
+            ``'lanczos'``, ``'box'`` or ``'hamming'``.
+    """
+
+    def __init__(self, size: int = 336, crop_size: Union[int, Sequence[int], None] = None,
+                 interpolation: str = 'bicubic'):
+        if not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f'size must be a positive int (the shortest edge), got {size}')
+        if interpolation not in _PIL_INTERPOLATION:
+            raise ValueError(f'interpolation must be one of {sorted(_PIL_INTERPOLATION)}, '
+                             f'got {interpolation!r}')
+        self.size = int(size)
+        self.crop_size = _pair(size if crop_size is None else crop_size, 'crop_size')
+        self.interpolation = interpolation
+
+    def _process(self, image: np.ndarray) -> np.ndarray:
+        new_h, new_w = shortest_edge_size(*image.shape[:2], self.size)
+        # PIL on the uint8 picture, as transformers' resize (reducing_gap=None).
+        resized = Image.fromarray(image).resize(
+            (new_w, new_h), resample=_PIL_INTERPOLATION[self.interpolation])
+        return np.ascontiguousarray(center_crop(np.array(resized), *self.crop_size))
+
+    def transform(self, results: dict) -> dict:
+        """Resize and crop each image of ``results['images']``."""
+        images = _check_images(results, 'CLIPResizeCrop')
+        results['images'] = [self._process(im) for im in images]
+        results['img_shapes'] = [im.shape[:2] for im in results['images']]
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(size={self.size}, crop_size={self.crop_size}, '
+                f'interpolation={self.interpolation!r})')
+
+
+def normalize_pixels(images: torch.Tensor, mean: Sequence[float] = CLIP_MEAN,
+                     std: Sequence[float] = CLIP_STD) -> torch.Tensor:
+    """Normalize uint8 images as transformers' CLIP processor: ``(x / 255 - mean) / std``.
+
+    Computed in float32 in that order. ``x / 255`` in float32 equals transformers'
+    ``float32(float64(x) * (1 / 255))`` for every byte value; ``x * (1 / 255)`` in float32 does
+    not (it is one ulp off for about half of them).
+
+    Args:
+        images (Tensor): uint8 images, (..., 3, H, W), e.g. (N, 3, H, W).
+        mean (Sequence[float] | Tensor): per-channel mean in [0, 1].
+        std (Sequence[float] | Tensor): per-channel std in [0, 1].
+
+    Returns:
+        Tensor: float32 tensor of the same shape, on the images' device.
+    """
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    return (images.to(torch.float32) / 255 - mean) / std

@@ -1,0 +1,109 @@
+"""mmllava.apis: the zoo, get_model, inference_model and the batched inferencer."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmllava.apis import LlavaInferencer, get_model, inference_model, list_models
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
+SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The "
+          "assistant gives helpful, detailed, and polite answers to the user's questions.")
+
+
+@pytest.fixture(scope='module')
+def tiny():
+    torch.manual_seed(0)
+    return get_model(TINY, generation_cfg=dict(max_new_tokens=5))
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp('imgs')
+    paths = []
+    for i, size in enumerate([(40, 60), (64, 64), (90, 30)]):
+        path = folder / f'img{i}.png'
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_list_models():
+    names = list_models()
+    for name in ['llava-7b-v1.5_vqa', 'llava-7b-v1.5_caption', 'llava-7b-v1_caption',
+                 'llava-13b-v1.5_vqa']:
+        assert name in names
+    assert list_models('llava-7b*') == ['llava-7b-v1.5_caption', 'llava-7b-v1.5_vqa',
+                                        'llava-7b-v1_caption']
+    assert list_models('13b') == ['llava-13b-v1.5_vqa']
+
+
+def test_zoo_weights_missing_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv('MMLLAVA_HOME', str(tmp_path))
+    with pytest.raises(FileNotFoundError) as err:
+        get_model('llava-7b-v1.5_vqa', pretrained=True)
+    msg = str(err.value)
+    assert 'llava_to_mmllava.py' in msg and str(tmp_path) in msg
+    assert 'liuhaotian/llava-v1.5-7b' in msg
+
+
+def test_unknown_model_lists_known():
+    with pytest.raises(ValueError, match='llava-7b-v1.5_vqa'):
+        get_model('llava-99b')
+
+
+def test_inference_result_and_exact_prompt(tiny, images):
+    result = inference_model(tiny, images[0], 'What is the person doing?')
+    assert set(result) == {'pred_answer', 'prompt'}
+    assert isinstance(result['pred_answer'], str)
+    assert result['prompt'] == (f'{SYSTEM} USER: <image>\nWhat is the person doing? '
+                                'ASSISTANT:')
+
+
+def test_default_question_used(tiny, images):
+    result = inference_model(tiny, images[0])
+    assert 'What is the person doing?' in result['prompt']
+
+
+def test_input_kinds_agree(tiny, images):
+    path = images[1]
+    pil = Image.open(path)
+    arr = np.asarray(pil)
+    answers = [inference_model(tiny, x, 'Who?')['pred_answer'] for x in (path, pil, arr)]
+    assert answers[0] == answers[1] == answers[2]
+
+
+def test_batch_equals_one_at_a_time(tiny, images):
+    questions = ['What is the person doing?', 'Describe it.', 'Is anyone running here?']
+    singles = [inference_model(tiny, im, q) for im, q in zip(images, questions)]
+    batched = LlavaInferencer(tiny, batch_size=3)(images, questions)
+    assert batched == singles
+    listed = inference_model(tiny, images, questions)
+    assert listed == singles
+
+
+def test_generate_kwargs_pass_through(tiny, images):
+    short = inference_model(tiny, images[0], 'Q?', max_new_tokens=1)
+    beams = inference_model(tiny, images[0], 'Q?', num_beams=2, max_new_tokens=3)
+    assert isinstance(short['pred_answer'], str) and isinstance(beams['pred_answer'], str)
+
+
+def test_caption_task_gives_pred_caption(images):
+    model = get_model(TINY, task='caption', default_question='Describe the image.')
+    result = inference_model(model, images[0])
+    assert set(result) == {'pred_caption', 'prompt'}
+
+
+def test_missing_image_named(tiny, tmp_path):
+    missing = tmp_path / 'nope.jpg'
+    with pytest.raises(FileNotFoundError, match='nope.jpg'):
+        inference_model(tiny, str(missing), 'Q?')
+
+
+def test_questions_must_match_inputs(tiny, images):
+    with pytest.raises(ValueError, match='questions'):
+        inference_model(tiny, images, ['only one'])
