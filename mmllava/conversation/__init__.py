@@ -1,0 +1,25 @@
+"""Chat templates, tokenizers and per-turn tokenization of conversations."""
+from .templates import (
+    BUILTIN_TEMPLATES,
+    VISUAL_PLACEHOLDERS,
+    ConversationTemplate,
+    Segment,
+    get_template,
+)
+from .tokenization import (
+    IGNORE_INDEX,
+    IMAGE_TOKEN_INDEX,
+    build_prompt,
+    from_llava_conversations,
+    render_conversation,
+    stop_token_ids,
+    tokenize_conversation,
+)
+from .tokenizer import HFTokenizer, SentencePieceTokenizer, build_tokenizer, train_sentencepiece
+
+__all__ = [
+    'BUILTIN_TEMPLATES', 'ConversationTemplate', 'HFTokenizer', 'IGNORE_INDEX',
+    'IMAGE_TOKEN_INDEX', 'Segment', 'SentencePieceTokenizer', 'VISUAL_PLACEHOLDERS',
+    'build_prompt', 'build_tokenizer', 'from_llava_conversations', 'get_template',
+    'render_conversation', 'stop_token_ids', 'tokenize_conversation', 'train_sentencepiece'
+]

@@ -4,10 +4,9 @@ from typing import Optional, Sequence
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from mmllava.conversation import IGNORE_INDEX
 from mmllava.datasets.transforms.processing import CLIP_MEAN, CLIP_STD, normalize_pixels
 from mmllava.registry import MODELS
-
-IGNORE_INDEX = -100
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor], value: int, side: str) -> torch.Tensor:

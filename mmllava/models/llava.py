@@ -6,10 +6,9 @@ import torch
 from mmengine.model import BaseModel
 from torch import nn
 
+from mmllava.conversation import IGNORE_INDEX, IMAGE_TOKEN_INDEX, build_tokenizer
 from mmllava.registry import MODELS
 
-IMAGE_TOKEN_INDEX = -200
-IGNORE_INDEX = -100
 _TASK_FIELDS = {'caption': 'pred_caption'}
 
 
@@ -77,10 +76,7 @@ class LLaVA(BaseModel):
 
     @staticmethod
     def _build_tokenizer(cfg):
-        if cfg is None:
-            return None
-        from mmllava.conversation import build_tokenizer
-        return build_tokenizer(cfg)
+        return None if cfg is None else build_tokenizer(cfg)
 
     @staticmethod
     def _freeze(module: nn.Module, frozen: bool) -> None:

@@ -1,0 +1,304 @@
+"""Safe checkpoint IO: weights are data, never code.
+
+Model weights are read from safetensors, or with ``torch.load(weights_only=True)``; a file that
+needs unpickling of arbitrary objects is refused (its code is not run). Loading into a model is
+strict by default: missing keys, unexpected keys and shape mismatches are all reported at once.
+"""
+import json
+import os
+import os.path as osp
+import pickle
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+StateDict = Dict[str, torch.Tensor]
+PathLike = Union[str, os.PathLike]
+
+SAFETENSORS_INDEX = 'model.safetensors.index.json'
+TORCH_INDEX = 'pytorch_model.bin.index.json'
+_SINGLE_FILES = ('model.safetensors', 'pytorch_model.bin', 'model.pth', 'model.pt')
+_TORCH_EXTS = ('.bin', '.pth', '.pt')
+# Buffers recomputed at build time; old checkpoints carry them, ours (and transformers') don't.
+SILENTLY_DROPPED = ('rotary_emb.inv_freq', )
+_MAX_LISTED = 30
+
+
+class CheckpointError(ValueError):
+    """A weights file or folder that cannot be read (missing, corrupt, truncated...)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A torch file that holds pickled code or objects beyond plain tensors and containers."""
+
+
+class StateDictMismatchError(ValueError):
+    """Weights that do not fit a model: missing, unexpected or wrongly shaped keys.
+
+    Attributes:
+        missing (list[str]): Keys of the model absent from the weights.
+        unexpected (list[str]): Keys of the weights absent from the model.
+        mismatched (list[tuple]): ``(key, expected_shape, got_shape)``.
+    """
+
+    def __init__(self, missing: List[str], unexpected: List[str],
+                 mismatched: List[Tuple[str, tuple, tuple]], source: str = 'the weights'):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        super().__init__(format_mismatch(missing, unexpected, mismatched, source))
+
+
+class LoadResult(NamedTuple):
+    """What :func:`load_model_weights` found (all empty after a strict load)."""
+    missing: List[str]
+    unexpected: List[str]
+    mismatched: List[Tuple[str, tuple, tuple]]
+
+
+def _listing(items: list) -> str:
+    lines = [f'    {item}' for item in items[:_MAX_LISTED]]
+    if len(items) > _MAX_LISTED:
+        lines.append(f'    ... and {len(items) - _MAX_LISTED} more')
+    return '\n'.join(lines)
+
+
+def format_mismatch(missing: List[str], unexpected: List[str],
+                    mismatched: List[Tuple[str, tuple, tuple]],
+                    source: str = 'the weights') -> str:
+    """A readable report of the keys that do not fit."""
+    parts = [f'{source} do not fit the model:']
+    if missing:
+        parts.append(f'  {len(missing)} missing keys (in the model, not in {source}):\n'
+                     + _listing(sorted(missing)))
+    if unexpected:
+        parts.append(f'  {len(unexpected)} unexpected keys (in {source}, not in the model):\n'
+                     + _listing(sorted(unexpected)))
+    if mismatched:
+        rows = [f'{k}: expected {list(e)}, got {list(g)}' for k, e, g in sorted(mismatched)]
+        parts.append(f'  {len(mismatched)} shape mismatches:\n' + _listing(rows))
+    parts.append('  Check that the config describes the architecture of these weights '
+                 '(hidden sizes, layers, vocabulary rows, projector type).')
+    return '\n'.join(parts)
+
+
+# ---------------------------------------------------------------------------- reading
+def _unwrap(obj, path: str) -> StateDict:
+    """Return the tensor dict inside mmengine / plain-torch wrappers."""
+    for key in ('state_dict', 'model'):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f'{path} holds a {type(obj).__name__}, not a dict of tensors')
+    bad = [f'{k} ({type(v).__name__})' for k, v in obj.items() if not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(f'{path} is not a plain state dict; non-tensor entries: '
+                              f'{bad[:10]}' + (' ...' if len(bad) > 10 else ''))
+    return dict(obj)
+
+
+def _load_safetensors(path: str) -> StateDict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        return load_file(path, device='cpu')
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f'{path} is not a readable safetensors file (truncated or '
+                              f'corrupt?): {e}') from e
+
+
+def _load_torch(path: str) -> StateDict:
+    try:
+        obj = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses before anything is constructed: nothing in the file ran.
+        raise UnsafeCheckpointError(
+            f'{path} holds pickled code or objects beyond tensors, which are refused: nothing '
+            f'in it was executed (torch.load(weights_only=True) said: {str(e).splitlines()[0]}).'
+            ' Weights must be data. If you trust the file and its origin, re-save its tensors '
+            'once, in a trusted environment, as safetensors (e.g. `save_weights(sd, '
+            '"model.safetensors")` with mmllava.engine.checkpoint after loading it with '
+            'weights_only=False), or allow the specific classes with '
+            'torch.serialization.add_safe_globals.') from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f'{path} is not a readable torch file (truncated or corrupt?): '
+                              f'{e}') from e
+    return _unwrap(obj, path)
+
+
+def load_weights(path: PathLike, progress: bool = False) -> StateDict:
+    """Read a state dict from a weights file or folder, safely, onto the CPU.
+
+    Args:
+        path (str | PathLike): A ``.safetensors`` file; a ``.bin``/``.pth``/``.pt`` file (read
+            with ``weights_only=True``); or a folder with one weights file or a sharded
+            checkpoint (``model.safetensors.index.json`` / ``pytorch_model.bin.index.json``).
+            mmengine-style ``{'state_dict': ...}`` and ``{'model': ...}`` wrappers are unwrapped.
+        progress (bool): Show a progress bar over shards.
+
+    Returns:
+        dict[str, Tensor]: The tensors, with their stored dtypes.
+
+    Raises:
+        UnsafeCheckpointError: A torch file needs arbitrary unpickling (nothing was executed).
+        CheckpointError: The path is missing, unreadable, truncated or not a state dict.
+    """
+    path = str(path)
+    if osp.isdir(path):
+        return _load_folder(path, progress)
+    if not osp.isfile(path):
+        raise CheckpointError(f'No weights at {path}')
+    if path.endswith('.safetensors'):
+        return _load_safetensors(path)
+    if path.endswith(_TORCH_EXTS):
+        return _load_torch(path)
+    if path.endswith('.json'):
+        return _load_sharded(path, progress)
+    raise CheckpointError(f'Unknown weights format {path!r}: expected .safetensors, .bin, .pth '
+                          'or .pt (or a folder)')
+
+
+def weight_files(folder: PathLike) -> List[str]:
+    """The weights files of a checkpoint folder, in shard order.
+
+    Raises:
+        CheckpointError: The folder holds no weights, or several candidates and no index.
+    """
+    folder = str(folder)
+    for index in (SAFETENSORS_INDEX, TORCH_INDEX):
+        if osp.isfile(osp.join(folder, index)):
+            with open(osp.join(folder, index)) as f:
+                weight_map = json.load(f)['weight_map']
+            return [osp.join(folder, name) for name in dict.fromkeys(weight_map.values())]
+    for name in _SINGLE_FILES:
+        if osp.isfile(osp.join(folder, name)):
+            return [osp.join(folder, name)]
+    files = sorted(f for f in os.listdir(folder) if f.endswith(('.safetensors', ) + _TORCH_EXTS))
+    if len(files) == 1:
+        return [osp.join(folder, files[0])]
+    what = f'several weights files {files} and no index' if files else 'no weights file'
+    raise CheckpointError(f'{folder} holds {what} (expected model.safetensors, '
+                          f'pytorch_model.bin, or a sharded checkpoint with {SAFETENSORS_INDEX} '
+                          f'or {TORCH_INDEX})')
+
+
+def _load_sharded(index_path: str, progress: bool) -> StateDict:
+    folder = osp.dirname(index_path)
+    with open(index_path) as f:
+        weight_map = json.load(f)['weight_map']
+    files = [osp.join(folder, name) for name in dict.fromkeys(weight_map.values())]
+    return _load_files(files, progress, expected=set(weight_map))
+
+
+def _load_folder(folder: str, progress: bool) -> StateDict:
+    files = weight_files(folder)
+    expected = None
+    for index in (SAFETENSORS_INDEX, TORCH_INDEX):
+        if osp.isfile(osp.join(folder, index)):
+            with open(osp.join(folder, index)) as f:
+                expected = set(json.load(f)['weight_map'])
+            break
+    return _load_files(files, progress, expected)
+
+
+def _load_files(files: List[str], progress: bool, expected: Optional[set] = None) -> StateDict:
+    state_dict: StateDict = {}
+    iterator = files
+    if progress and len(files) > 1:
+        from tqdm import tqdm
+        iterator = tqdm(files, desc='Loading shards', unit='shard')
+    for file in iterator:
+        if not osp.isfile(file):
+            raise CheckpointError(f'Shard {file} named by the index is missing')
+        shard = load_weights(file)
+        overlap = state_dict.keys() & shard.keys()
+        if overlap:
+            raise CheckpointError(f'Keys appear in several shards: {sorted(overlap)[:10]}')
+        state_dict.update(shard)
+    if expected is not None and expected != set(state_dict):
+        raise CheckpointError(
+            'The shards do not match their index: missing '
+            f'{sorted(expected - set(state_dict))[:10]}, extra '
+            f'{sorted(set(state_dict) - expected)[:10]}')
+    return state_dict
+
+
+# ---------------------------------------------------------------------------- writing
+def save_weights(state_dict: Mapping[str, torch.Tensor], path: PathLike,
+                 metadata: Optional[Dict[str, str]] = None) -> None:
+    """Write a state dict as one safetensors file.
+
+    Tensors are moved to the CPU and made contiguous; tensors that share memory (tied
+    weights, views) are copied, since safetensors stores each tensor on its own.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): The tensors.
+        path (str | PathLike): The ``.safetensors`` file to write.
+        metadata (dict[str, str], optional): Header metadata; ``format='pt'`` is always set
+            (transformers expects it).
+    """
+    from safetensors.torch import save_file
+    seen = set()
+    out = {}
+    for key, value in state_dict.items():
+        if not torch.is_tensor(value):
+            raise TypeError(f'{key} is a {type(value).__name__}, not a tensor')
+        value = value.detach().cpu().contiguous()
+        storage = value.untyped_storage()
+        ptr = storage.data_ptr()
+        partial = storage.nbytes() != value.numel() * value.element_size()
+        if partial or (ptr in seen and value.numel()):
+            value = value.clone()
+        seen.add(value.untyped_storage().data_ptr())
+        out[key] = value
+    os.makedirs(osp.dirname(osp.abspath(str(path))), exist_ok=True)
+    save_file(out, str(path), metadata={**(metadata or {}), 'format': 'pt'})
+
+
+# ---------------------------------------------------------------------------- model loading
+def drop_silent_keys(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Drop the keys that are recomputed at build time (``rotary_emb.inv_freq``)."""
+    return {k: v for k, v in state_dict.items() if not k.endswith(SILENTLY_DROPPED)}
+
+
+def compare_state_dict(expected: Mapping[str, tuple], state_dict: Mapping[str, torch.Tensor]
+                       ) -> LoadResult:
+    """Compare a state dict against expected ``{key: shape}``."""
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    mismatched = [(k, tuple(expected[k]), tuple(v.shape)) for k, v in state_dict.items()
+                  if k in expected and tuple(expected[k]) != tuple(v.shape)]
+    return LoadResult(missing, unexpected, mismatched)
+
+
+def load_model_weights(model: nn.Module,
+                       weights: Union[PathLike, Mapping[str, torch.Tensor]],
+                       strict: bool = True) -> LoadResult:
+    """Load weights into a model, strictly by default.
+
+    Args:
+        model (nn.Module): The model (e.g. a built ``LLaVA``).
+        weights (str | PathLike | Mapping): A path for :func:`load_weights`, or a state dict.
+        strict (bool): Raise on any missing key, unexpected key or shape mismatch, before
+            anything is loaded. With False, load the keys whose shapes match and return the
+            rest.
+
+    Returns:
+        LoadResult: ``(missing, unexpected, mismatched)``; all empty after a strict load.
+
+    Raises:
+        StateDictMismatchError: With ``strict``, listing every key that does not fit.
+    """
+    source = 'the weights'
+    if not isinstance(weights, Mapping):
+        source = str(weights)
+        weights = load_weights(weights, progress=True)
+    state_dict = drop_silent_keys(weights)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    result = compare_state_dict(expected, state_dict)
+    if strict and any(result):
+        raise StateDictMismatchError(*result, source=source)
+    bad = {k for k, _, _ in result.mismatched}
+    loadable = {k: v for k, v in state_dict.items() if k in expected and k not in bad}
+    model.load_state_dict(loadable, strict=strict)
+    return result

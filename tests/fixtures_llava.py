@@ -1,0 +1,268 @@
+"""Tiny random LLaVA checkpoints in every layout mmllava converts, built offline.
+
+One transformers ``LlavaForConditionalGeneration`` (CLIP 32 wide, 3 layers, 30 px images of
+6 px patches; LLaMA 64 wide, 2 layers) with a SentencePiece tokenizer trained here, saved as:
+
+* ``llava-hf``: the classic llava-hf layout (``vision_tower.vision_model.*``), safetensors, the
+  tokenizer with ``<image>`` = 1000 and ``<pad>`` = 1001 added as llava-hf does (vocab rows
+  padded to 1064), and a ``LlavaProcessor``;
+* ``llava-hf-v5``: what transformers 5's ``save_pretrained`` writes (``vision_tower.*``);
+* ``original`` + ``clip``: the original LLaVA layout (sharded ``pytorch_model-*.bin`` with the
+  ``rotary_emb.inv_freq`` buffers old checkpoints carry, ``mm_*`` config keys) and a full HF
+  ``CLIPModel`` folder named by ``mm_vision_tower``;
+* ``mmpretrain.pth``: mmpretrain's converted LLaVA (``model.lang_encoder.*``, the ViT in
+  mmpretrain names).
+
+The key layouts here are written by hand (not by mmllava.convert), so tests check the
+converters against an independent statement of each layout.
+"""
+import json
+import os
+import os.path as osp
+import random
+import shutil
+
+import torch
+
+VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+              image_size=30, patch_size=6, hidden_act='quick_gelu', projection_dim=16,
+              layer_norm_eps=1e-5)
+TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=1064, max_position_embeddings=256,
+            rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=1,
+            eos_token_id=2, pad_token_id=1001)
+SP_VOCAB = 1000
+IMAGE_TOKEN_ID = 1000
+PAD_TOKEN_ID = 1001
+NUM_IMAGE_TOKENS = 25  # (30 / 6)^2 patches, CLS dropped
+
+_WORDS = ('the a person man woman dog cat is are running walking jumping image picture what '
+          'where who how many colour red green blue of in on at with and this that there '
+          'describe answer question short photo shows left right sitting standing ball car '
+          'tree sky street people two three holding playing kicking dancing USER ASSISTANT').split()
+
+
+def _corpus():
+    rng = random.Random(0)
+    lines = []
+    for _ in range(3000):
+        words = [rng.choice(_WORDS) for _ in range(rng.randint(3, 12))]
+        words += [''.join(rng.choice('abcdefghijklmnopqrstuvwxyz')
+                          for _ in range(rng.randint(2, 7))) for _ in range(2)]
+        lines.append(' '.join(words) + rng.choice(['.', '?', '!', ',']) + f' {rng.randint(0, 99)}')
+    return lines
+
+
+def train_tokenizer(folder: str) -> str:
+    """Train a LLaMA-like BPE SentencePiece model (byte fallback) of 1000 pieces."""
+    from mmllava.conversation import train_sentencepiece
+    return train_sentencepiece(_corpus(), folder, vocab_size=SP_VOCAB)
+
+
+def build_hf_model(seed: int = 0, **text_overrides):
+    """A random transformers ``LlavaForConditionalGeneration`` (eval mode)."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+    )
+    torch.manual_seed(seed)
+    cfg = LlavaConfig(vision_config=CLIPVisionConfig(**VISION),
+                      text_config=LlamaConfig(**{**TEXT, **text_overrides}),
+                      image_token_id=IMAGE_TOKEN_ID, projector_hidden_act='gelu',
+                      vision_feature_layer=-2, vision_feature_select_strategy='default',
+                      image_seq_length=NUM_IMAGE_TOKENS)
+    model = LlavaForConditionalGeneration(cfg).eval()
+    # Random init leaves norms at one and biases at zero: perturb every tensor so that a
+    # mapping mixing up two same-shaped tensors cannot go unnoticed.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def hf_processor(sp_model: str):
+    """The llava-hf processor: tokenizer with ``<image>``/``<pad>`` added, CLIP processor."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    from mmllava.convert import hf_tokenizer_from_sentencepiece
+    tok = hf_tokenizer_from_sentencepiece(sp_model)
+    tok.add_tokens(['<image>'], special_tokens=True)
+    tok.add_special_tokens({'pad_token': '<pad>'})
+    assert tok.convert_tokens_to_ids(['<image>', '<pad>']) == [IMAGE_TOKEN_ID, PAD_TOKEN_ID]
+    size = VISION['image_size']
+    image_processor = CLIPImageProcessor(size={'shortest_edge': size},
+                                         crop_size={'height': size, 'width': size})
+    return LlavaProcessor(image_processor=image_processor, tokenizer=tok,
+                          patch_size=VISION['patch_size'],
+                          vision_feature_select_strategy='default',
+                          num_additional_image_tokens=1)
+
+
+def _save_safetensors(sd, path):
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in sd.items()}, path, metadata={'format': 'pt'})
+
+
+def write_llava_hf(model, processor, sp_model: str, folder: str, classic: bool = True) -> str:
+    """Save as llava-hf (classic layout unless ``classic=False``), with tokenizer/processor."""
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    shutil.copyfile(sp_model, osp.join(folder, 'tokenizer.model'))
+    if classic:
+        from safetensors.torch import load_file
+        path = osp.join(folder, 'model.safetensors')
+        sd = load_file(path)
+        assert not any(k.startswith('vision_tower.vision_model.') for k in sd)
+        sd = {('vision_tower.vision_model.' + k[len('vision_tower.'):]
+               if k.startswith('vision_tower.') else k): v for k, v in sd.items()}
+        _save_safetensors(sd, path)
+    return folder
+
+
+def hf_state_dict(model) -> dict:
+    """The classic llava-hf keys of a transformers-5 model, written out by hand."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith('model.language_model.'):
+            k = 'language_model.model.' + k[len('model.language_model.'):]
+        elif k.startswith('lm_head.'):
+            k = 'language_model.' + k
+        elif k.startswith('model.multi_modal_projector.'):
+            k = k[len('model.'):]
+        elif k.startswith('model.vision_tower.'):
+            k = 'vision_tower.vision_model.' + k[len('model.vision_tower.'):]
+        else:
+            raise KeyError(k)
+        out[k] = v.detach().clone()
+    return out
+
+
+def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
+    """The original LLaVA layout (sharded .bin) and a full HF CLIPModel folder."""
+    from transformers import CLIPConfig, CLIPModel
+    sd = hf_state_dict(model)
+    llm = {}
+    for k, v in sd.items():
+        if k.startswith('language_model.model.'):
+            llm['model.' + k[len('language_model.model.'):]] = v
+        elif k == 'language_model.lm_head.weight':
+            llm['lm_head.weight'] = v
+        elif k.startswith('multi_modal_projector.linear_'):
+            idx = {'1': '0', '2': '2'}[k[len('multi_modal_projector.linear_')]]
+            llm['model.mm_projector.' + idx + k[len('multi_modal_projector.linear_1'):]] = v
+    head_dim = TEXT['hidden_size'] // TEXT['num_attention_heads']
+    for i in range(TEXT['num_hidden_layers']):  # transformers < 4.31 saved these buffers
+        llm[f'model.layers.{i}.self_attn.rotary_emb.inv_freq'] = 1.0 / (10000 ** (
+            torch.arange(0, head_dim, 2).float() / head_dim))
+    os.makedirs(folder, exist_ok=True)
+    keys = sorted(llm)
+    shards = {'pytorch_model-00001-of-00002.bin': keys[:len(keys) // 2],
+              'pytorch_model-00002-of-00002.bin': keys[len(keys) // 2:]}
+    weight_map = {}
+    for name, names in shards.items():
+        torch.save({k: llm[k] for k in names}, osp.join(folder, name))
+        weight_map.update({k: name for k in names})
+    with open(osp.join(folder, 'pytorch_model.bin.index.json'), 'w') as f:
+        json.dump(dict(metadata={}, weight_map=weight_map), f)
+    config = dict(architectures=['LlavaLlamaForCausalLM'], model_type='llava', **TEXT,
+                  hidden_act='silu')
+    config.update(pad_token_id=0, mm_hidden_size=32,
+                  mm_projector_type='mlp2x_gelu', mm_vision_select_layer=-2,
+                  mm_vision_select_feature='patch', mm_vision_tower=clip_folder,
+                  mm_use_im_start_end=False, mm_use_im_patch_token=False,
+                  image_aspect_ratio='pad', tokenizer_model_max_length=256)
+    with open(osp.join(folder, 'config.json'), 'w') as f:
+        json.dump(config, f, indent=2)
+    shutil.copyfile(sp_model, osp.join(folder, 'tokenizer.model'))
+
+    # A full CLIPModel (text tower, projections, logit scale) whose vision part is ours.
+    clip = CLIPModel(CLIPConfig(vision_config=VISION, text_config=dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        vocab_size=50, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        projection_dim=16))
+    clip_sd = {k: v for k, v in clip.state_dict().items() if not k.startswith('vision_model.')}
+    clip_sd.update({k[len('vision_tower.'):]: v for k, v in sd.items()
+                    if k.startswith('vision_tower.')})
+    os.makedirs(clip_folder, exist_ok=True)
+    clip.config.save_pretrained(clip_folder)
+    _save_safetensors(clip_sd, osp.join(clip_folder, 'model.safetensors'))
+    return folder
+
+
+def write_mmpretrain(model, path: str) -> str:
+    """mmpretrain's converted LLaVA: ``model.lang_encoder.*`` and the ViT in its names."""
+    from mmllava.convert import hf_clip_to_mmpretrain_vit
+    sd = hf_state_dict(model)
+    out = {}
+    for k, v in sd.items():
+        if k.startswith('language_model.'):
+            out['model.lang_encoder.' + k[len('language_model.'):]] = v
+        elif k.startswith('multi_modal_projector.linear_'):
+            idx = {'1': '0', '2': '2'}[k[len('multi_modal_projector.linear_')]]
+            rest = k[len('multi_modal_projector.linear_1'):]
+            out['model.lang_encoder.model.mm_projector.' + idx + rest] = v
+    vit = hf_clip_to_mmpretrain_vit({k[len('vision_tower.'):]: v for k, v in sd.items()
+                                     if k.startswith('vision_tower.')})
+    out.update({'model.vision_tower.' + k: v for k, v in vit.items()})
+    torch.save(out, path)
+    return path
+
+
+def random_images(n: int, seed: int = 0):
+    """``n`` random 30x30 RGB images as uint8 (3, H, W) tensors and as PIL images."""
+    from PIL import Image
+    g = torch.Generator().manual_seed(seed)
+    size = VISION['image_size']
+    tensors = [torch.randint(0, 256, (3, size, size), generator=g, dtype=torch.uint8)
+               for _ in range(n)]
+    pils = [Image.fromarray(t.permute(1, 2, 0).numpy()) for t in tensors]
+    return tensors, pils
+
+
+def build_all(root: str) -> dict:
+    """Build every layout under ``root``; returns their paths and the reference objects."""
+    sp_model = train_tokenizer(osp.join(root, 'sp'))
+    model = build_hf_model()
+    processor = hf_processor(sp_model)
+    paths = dict(sp_model=sp_model)
+    paths['llava-hf'] = write_llava_hf(model, processor, sp_model, osp.join(root, 'llava-hf'))
+    paths['llava-hf-v5'] = write_llava_hf(model, processor, sp_model,
+                                          osp.join(root, 'llava-hf-v5'), classic=False)
+    paths['clip'] = osp.join(root, 'clip')
+    paths['original'] = write_original(model, sp_model, osp.join(root, 'original'),
+                                       paths['clip'])
+    paths['mmpretrain'] = write_mmpretrain(model, osp.join(root, 'mmpretrain.pth'))
+    return dict(paths=paths, model=model, processor=processor)
+
+
+_SHARED = {}
+
+
+def shared_build() -> dict:
+    """:func:`build_all` once per test session, with every layout converted in-process.
+
+    Returns:
+        dict: ``paths`` (sources), ``model`` (the transformers reference), ``processor``,
+        ``root``, and ``converted`` (format -> mmllava folder).
+    """
+    if not _SHARED:
+        import atexit
+        import tempfile
+
+        from mmllava.convert import convert_to_mmllava
+        root = tempfile.mkdtemp(prefix='mmllava-fixtures-')
+        atexit.register(shutil.rmtree, root, True)
+        built = build_all(root)
+        paths = built['paths']
+        converted = {}
+        for fmt in ('llava-hf', 'llava-hf-v5', 'original', 'mmpretrain'):
+            kwargs = {}
+            if fmt == 'mmpretrain':
+                kwargs = dict(arch_config=paths['llava-hf'], tokenizer=paths['sp_model'])
+            out = osp.join(root, 'converted', fmt)
+            convert_to_mmllava(paths[fmt], out, verbose=False, **kwargs)
+            converted[fmt] = out
+        _SHARED.update(built, root=root, converted=converted)
+    return _SHARED

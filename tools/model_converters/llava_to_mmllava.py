@@ -1,0 +1,40 @@
+"""Convert a LLaVA checkpoint (llava-hf, original LLaVA or mmpretrain) to an mmllava folder.
+
+Examples::
+
+    python tools/model_converters/llava_to_mmllava.py llava-1.5-7b-hf/ checkpoints/llava-7b
+    python tools/model_converters/llava_to_mmllava.py llava-v1.5-7b/ out/ \\
+        --vision-tower clip-vit-large-patch14-336/
+    python tools/model_converters/llava_to_mmllava.py llava-7b-v1.5_liuhaotian.pth out/ \\
+        --vision-tower clip-vit-large-patch14-336/ --tokenizer llava-v1.5-7b/
+
+OUT_DIR receives model.safetensors, the tokenizer files and config.py; then
+``get_model('OUT_DIR/config.py', pretrained='OUT_DIR/model.safetensors')``.
+"""
+import argparse
+
+from mmllava.convert import convert_to_mmllava
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='llava-hf folder, original LLaVA folder, or mmpretrain .pth')
+    parser.add_argument('out_dir', help='output folder')
+    parser.add_argument('--vision-tower', help='HF CLIP folder (original LLaVA whose '
+                        'mm_vision_tower is not local; mmpretrain files without a tower), or an '
+                        'mmpretrain CLIP ViT file')
+    parser.add_argument('--tokenizer', help='tokenizer folder or tokenizer.model, when SRC has '
+                        'none (mmpretrain)')
+    parser.add_argument('--arch-config', help='config.json giving the architecture of an '
+                        'mmpretrain file (default: inferred from weight shapes)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    convert_to_mmllava(args.src, args.out_dir, vision_tower=args.vision_tower,
+                       tokenizer=args.tokenizer, arch_config=args.arch_config)
+
+
+if __name__ == '__main__':
+    main()
