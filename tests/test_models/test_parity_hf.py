@@ -131,3 +131,23 @@ def test_our_tokenizer_matches_the_hf_processor(built):
     tok = built['processor'].tokenizer
     text = 'What is the man holding in the street?'
     assert ours.tokenizer.encode(text) == tok(text, add_special_tokens=False).input_ids
+
+
+@pytest.mark.parametrize('kwargs', [dict(num_beams=3, do_sample=False),
+                                    dict(do_sample=True, top_k=20, temperature=0.8)],
+                         ids=['beam', 'sample'])
+def test_beam_and_sampling_generation_match(built, kwargs):
+    """Beam search and seeded sampling go through the same transformers machinery."""
+    ours = load_ours(built['converted']['llava-hf'])
+    hf = built['model']
+    pixels = pixel_values(built, seed=3)
+    ids = prompt_ids()
+    with torch.no_grad():
+        torch.manual_seed(123)
+        want = hf.generate(input_ids=ids.masked_fill(ids == IMAGE_TOKEN_INDEX, IMAGE_TOKEN_ID),
+                           pixel_values=pixels, max_new_tokens=8, eos_token_id=None,
+                           pad_token_id=0, **kwargs)[:, ids.shape[1]:]
+        torch.manual_seed(123)
+        got = ours.generate(ids, pixel_values=pixels, max_new_tokens=8, eos_token_id=None,
+                            **kwargs)
+    assert got.tolist() == want.tolist()
