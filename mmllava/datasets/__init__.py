@@ -1,1 +1,23 @@
+"""Datasets (annotations -> samples), samplers, the tiny rendered data, and the transforms."""
+from .coco_caption import COCOCaptionDataset
+from .llava_instruct import (
+    PROBLEM_NAMES,
+    BaseLlavaDataset,
+    InvalidSampleError,
+    LLaVAInstructDataset,
+    SkippedSample,
+    classify_error,
+    labels_fully_masked,
+)
+from .samplers import LengthGroupedSampler
+from .synthetic import TinyLLaVADataset, ensure_tiny_llava_data, make_tiny_llava_data
 from .transforms import *  # noqa: F401,F403
+from .transforms import __all__ as _transform_names
+from .vqav2 import VQAv2Dataset
+
+__all__ = [
+    'BaseLlavaDataset', 'COCOCaptionDataset', 'InvalidSampleError', 'LLaVAInstructDataset',
+    'LengthGroupedSampler', 'PROBLEM_NAMES', 'SkippedSample', 'TinyLLaVADataset',
+    'VQAv2Dataset', 'classify_error', 'ensure_tiny_llava_data', 'labels_fully_masked',
+    'make_tiny_llava_data'
+] + list(_transform_names)

@@ -48,8 +48,9 @@ class PackLlavaInputs(BaseTransform):
     """
 
     def __init__(self,
-                 meta_keys: Sequence[str] = ('sample_id', 'prompt', 'question', 'img_paths',
-                                             'ori_shapes', 'img_shapes'),
+                 meta_keys: Sequence[str] = ('sample_id', 'question_id', 'image_id', 'prompt',
+                                             'question', 'img_paths', 'ori_shapes',
+                                             'img_shapes'),
                  gt_keys: Sequence[str] = ('gt_answer', 'gt_caption', 'gt_label')):
         self.meta_keys = tuple(meta_keys)
         self.gt_keys = tuple(gt_keys)

@@ -1,0 +1,395 @@
+"""LLaVA instruction data (``llava_v1_5_mix665k.json`` and the like), read lazily.
+
+The annotation file is a JSON list of records::
+
+    {"id": "000000033471",
+     "image": "coco/train2017/000000033471.jpg",      # a path, a list of paths, or absent
+     "conversations": [{"from": "human", "value": "<image>\\nWhat are the colors of the bus?"},
+                       {"from": "gpt", "value": "The bus is white and red."}, ...]}
+
+Single-image, multi-image (``"image": [..]``) and text-only records may be mixed in one file.
+
+Lazy: the dataset keeps the raw records (serialized by mmengine, so dataloader workers share
+them) and turns one into messages only when it is asked for (:meth:`get_data_info`). At init it
+only checks each record, cheaply: the conversation's shape, that the image files exist
+(``os.path.exists``), that there is a ``gpt`` turn, and that the ``<image>`` placeholders match
+the images.
+
+``<image>`` placement follows the original's ``preprocess_multimodal``: in a single-image record
+every turn that holds ``<image>`` has it moved to its front (``"<image>\\n" + rest``). Two points
+differ, both so that no image and no placeholder is lost silently:
+
+- A single-image record with no ``<image>`` in its text gets ``"<image>\\n"`` prepended to the
+  first human turn (``prepend_missing_image=True``). The original loads such an image but its
+  features never reach the LLM.
+- A placeholder count unequal to the number of images is an error (the original collapses
+  several ``<image>`` of a single-image record into one). Multi-image records keep their
+  placeholders where they are (interleaved), one per image in order.
+
+Bad records raise a ``ValueError`` naming the sample id, the annotation file and the image path
+where relevant. With ``skip_invalid=True`` they are dropped instead, counted and logged, and
+listed in :attr:`BaseLlavaDataset.skipped`; samples that fail later in the pipeline (e.g. a
+conversation whose labels end up fully masked) are skipped for another random index, and each
+such skip is logged and counted too.
+"""
+import json
+import logging
+import os.path as osp
+from collections import Counter
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from mmengine.dataset import BaseDataset
+from mmengine.logging import print_log
+
+from mmllava.conversation import IGNORE_INDEX, from_llava_conversations
+from mmllava.registry import DATASETS, TRANSFORMS
+
+IMAGE_PLACEHOLDER = '<image>'
+
+# Problem kinds, shared by the datasets and tools/analysis_tools/check_dataset.py.
+MISSING_IMAGE = 'missing_image'
+NO_GPT_TURN = 'no_gpt_turn'
+IMAGE_COUNT_MISMATCH = 'image_count_mismatch'
+MALFORMED = 'malformed'
+FULLY_MASKED = 'fully_masked'
+TOO_LONG = 'too_long'
+PIPELINE_ERROR = 'pipeline_error'
+PROBLEM_NAMES = {
+    MISSING_IMAGE: 'missing image', NO_GPT_TURN: 'no gpt turn',
+    IMAGE_COUNT_MISMATCH: '<image> count mismatch', MALFORMED: 'malformed record',
+    FULLY_MASKED: 'fully masked labels', TOO_LONG: 'over max length',
+    PIPELINE_ERROR: 'pipeline error'
+}
+
+
+class SkippedSample(NamedTuple):
+    """A sample left out: its id, the problem kind (e.g. ``'missing_image'``) and the error."""
+    sample_id: Any
+    reason: str
+    message: str
+
+
+class InvalidSampleError(ValueError):
+    """A bad sample; ``reason`` is its problem kind (see :data:`PROBLEM_NAMES`)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def classify_error(error: BaseException) -> str:
+    """The problem kind of an error raised while preparing a sample."""
+    if isinstance(error, InvalidSampleError):
+        return error.reason
+    if isinstance(error, FileNotFoundError):
+        return MISSING_IMAGE
+    text = str(error)
+    # tokenize_conversation's messages: no loss left, or none to begin with.
+    if any(s in text for s in ('no trainable label', 'nothing to train',
+                               'assistant message is empty', 'fully masked')):
+        return FULLY_MASKED
+    if 'over max_length' in text:
+        return TOO_LONG
+    if 'placeholders' in text:
+        return IMAGE_COUNT_MISMATCH
+    return PIPELINE_ERROR
+
+
+def labels_fully_masked(results: Any) -> bool:
+    """Whether a pipeline output has labels and every one is ``IGNORE_INDEX``."""
+    if not isinstance(results, dict):
+        return False
+    inputs = results.get('inputs')
+    labels = inputs.get('labels') if isinstance(inputs, dict) else results.get('labels')
+    if labels is None:
+        return False
+    labels = torch.as_tensor(labels)
+    return bool((labels == IGNORE_INDEX).all())
+
+
+def summarize_skipped(skipped: Sequence[SkippedSample]) -> str:
+    """``'N samples skipped: K missing image, ...'``."""
+    counts = Counter(s.reason for s in skipped)
+    parts = ', '.join(f'{n} {PROBLEM_NAMES.get(k, k)}' for k, n in counts.most_common())
+    return f'{len(skipped)} samples skipped: {parts}'
+
+
+class BaseLlavaDataset(BaseDataset):
+    """Shared machinery of mmllava's datasets: lazy records, validation, counted skips.
+
+    Subclasses implement :meth:`load_records`, which yields ``(sample_id, record)`` for each
+    valid raw record (a small dict with an ``id`` and a ``modality_length`` int) and
+    ``(sample_id, InvalidSampleError)`` for each invalid one (made by :meth:`_invalid`), and
+    :meth:`parse_record`, which turns a raw record into the pipeline's input dict when the
+    sample is asked for.
+
+    Invalid records raise at init (the first one, with a count of all), or with
+    ``skip_invalid`` are dropped, logged as ``N samples skipped: K missing image, ...`` and
+    listed in :attr:`skipped` (:class:`SkippedSample` s). A sample that fails in the
+    pipeline (or whose labels are fully masked) raises an :class:`InvalidSampleError`, or with
+    ``skip_invalid`` (not in test mode) is logged, appended to :attr:`skipped` and replaced by
+    another random sample, as mmengine does; the count is per process (each dataloader worker
+    logs and counts its own).
+
+    Args:
+        ann_file (str): Annotation file, relative to ``data_root`` unless absolute.
+        data_root (str): Root of ``ann_file`` and ``img_prefix``.
+        img_prefix (str): Folder the image paths of the annotations are relative to
+            (relative to ``data_root`` unless absolute).
+        pipeline (Sequence): Transforms.
+        skip_invalid (bool): Drop invalid samples (counted, logged, listed in
+            :attr:`skipped`) instead of raising.
+        check_images (bool): Check at init that every image file exists.
+        test_mode (bool): Evaluation samples (never skipped at run time).
+        **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments (``indices``,
+            ``serialize_data``, ``lazy_init``, ``max_refetch`` ...).
+    """
+
+    def __init__(self, ann_file: str = '', data_root: str = '', img_prefix: str = '',
+                 pipeline: Sequence[Union[dict, Callable]] = (), skip_invalid: bool = False,
+                 check_images: bool = True, test_mode: bool = False, **kwargs):
+        self.skip_invalid = skip_invalid
+        self.check_images = check_images
+        self.skipped: List[SkippedSample] = []
+        self._modality_lengths: Optional[np.ndarray] = None
+        self._bad_indices = set()  # failed at run time: not drawn again as a replacement
+        kwargs.setdefault('data_prefix', dict(img_path=img_prefix))
+        # Built from our registry, so no default scope is needed (as mmpretrain's datasets).
+        pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
+        super().__init__(ann_file=ann_file, data_root=data_root, pipeline=pipeline,
+                         test_mode=test_mode, **kwargs)
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def img_prefix(self) -> str:
+        """The image folder, joined with ``data_root``."""
+        return self.data_prefix.get('img_path', '')
+
+    def image_path(self, path: str) -> str:
+        """An annotation's image path resolved against :attr:`img_prefix`."""
+        return osp.join(self.img_prefix, path) if self.img_prefix else path
+
+    def _read_json(self, path: str):
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'{type(self).__name__}: annotation file not found: '
+                                    f'{path!r}')
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+
+    def _invalid(self, sample_id, reason: str, message: str, path: Optional[str] = None):
+        where = f'sample {sample_id!r} of {self.ann_file!r}'
+        if path is not None:
+            where += f', image {path!r}'
+        raise InvalidSampleError(f'{type(self).__name__}: {where}: {message}', reason)
+
+    def load_records(self) -> Iterator[Tuple[Any, Union[dict, InvalidSampleError]]]:
+        """Yield ``(sample_id, record or InvalidSampleError)`` pairs; see the class doc."""
+        raise NotImplementedError
+
+    def load_data_list(self) -> List[dict]:
+        """Check every record; keep the valid ones raw (plus ``modality_length``)."""
+        records, problems = [], []
+        for sample_id, record in self.load_records():
+            if isinstance(record, InvalidSampleError):
+                problems.append(SkippedSample(sample_id, record.reason, str(record)))
+            else:
+                records.append(record)
+        if problems and not self.skip_invalid:
+            more = ''
+            if len(problems) > 1:
+                more = (f' ({summarize_skipped(problems).replace("skipped", "invalid")} in '
+                        'all)')
+            raise InvalidSampleError(
+                f'{problems[0].message}{more}. Set skip_invalid=True to skip such samples, or '
+                'run tools/analysis_tools/check_dataset.py for a report',
+                problems[0].reason)
+        if problems:
+            self.skipped.extend(problems)
+            print_log(f'{type(self).__name__} ({self.ann_file}): '
+                      f'{summarize_skipped(problems)} (first: {problems[0].message})',
+                      logger='current', level=logging.WARNING)
+        return records
+
+    def _serialize_data(self):
+        # Keep the sampler's lengths as one small array before the records become bytes.
+        self._modality_lengths = self._lengths_of(self.data_list)
+        return super()._serialize_data()
+
+    @staticmethod
+    def _lengths_of(records) -> np.ndarray:
+        return np.asarray([r['modality_length'] for r in records], dtype=np.int64)
+
+    @property
+    def modality_lengths(self) -> List[int]:
+        """Per sample length estimate (words): positive with images, negative text-only.
+
+        As the original's ``LazySupervisedDataset.modality_lengths``; never 0.
+        """
+        self.full_init()
+        if self._modality_lengths is None or len(self._modality_lengths) != len(self):
+            if not self.serialize_data:
+                self._modality_lengths = self._lengths_of(self.data_list)
+            else:  # a subset taken after init
+                self._modality_lengths = self._lengths_of(
+                    BaseDataset.get_data_info(self, i) for i in range(len(self)))
+        return self._modality_lengths.tolist()
+
+    # ------------------------------------------------------------------ samples
+    def parse_record(self, record: dict) -> dict:
+        """A raw record to the pipeline's input dict."""
+        raise NotImplementedError
+
+    def get_data_info(self, idx: int) -> dict:
+        """The ``idx``-th sample, parsed from its raw record."""
+        record = super().get_data_info(idx)
+        info = self.parse_record(record)
+        info['sample_idx'] = record['sample_idx']
+        info['modality_length'] = record['modality_length']
+        return info
+
+    def prepare_data(self, idx: int) -> Any:
+        """Run the pipeline; with ``skip_invalid``, a failing sample is counted and skipped."""
+        info = self.get_data_info(idx)
+        try:
+            results = self.pipeline(info)
+            if not self.test_mode and labels_fully_masked(results):
+                raise InvalidSampleError(
+                    f'{type(self).__name__}: sample {info.get("sample_id")!r}: labels are '
+                    'fully masked (nothing to train on)', FULLY_MASKED)
+        except (ValueError, OSError) as e:
+            reason = classify_error(e)
+            message = str(e)
+            if self.ann_file and self.ann_file not in message:
+                message = f'{message} (annotation file {self.ann_file!r})'
+            if not self.skip_invalid or self.test_mode:
+                raise InvalidSampleError(message, reason) from e
+            self.skipped.append(SkippedSample(info.get('sample_id'), reason, message))
+            self._bad_indices.add(idx)
+            # Counted in this process (a dataloader worker has its own count): logged each time.
+            print_log(f'Skipping a sample ({len(self.skipped)} skipped so far): {message}',
+                      logger='current', level=logging.WARNING)
+            return None  # BaseDataset.__getitem__ then takes another random index
+        return results
+
+    def _rand_another(self) -> int:
+        # mmengine's random replacement, avoiding the samples known to fail.
+        if len(self._bad_indices) >= len(self):
+            raise RuntimeError(f'{type(self).__name__}: every sample failed in the pipeline '
+                               f'({summarize_skipped(self.skipped)})')
+        while True:
+            idx = super()._rand_another()
+            if idx not in self._bad_indices:
+                return idx
+
+
+def _image_list(record: dict) -> List[str]:
+    images = record.get('image')
+    if images is None:
+        return []
+    if isinstance(images, str):
+        return [images]
+    if isinstance(images, (list, tuple)) and all(isinstance(p, str) for p in images):
+        return list(images)
+    raise ValueError(f'"image" must be a path or a list of paths, got {images!r}')
+
+
+def _count_words(conversations) -> int:
+    return sum(len(str(turn.get('value', '')).split()) for turn in conversations)
+
+
+@DATASETS.register_module()
+class LLaVAInstructDataset(BaseLlavaDataset):
+    """LLaVA instruction JSON: single-image, multi-image and text-only samples.
+
+    See the module documentation for the format, ``<image>`` placement and validation.
+
+    Each sample given to the pipeline holds:
+
+    - ``sample_id``: the record's ``id`` (its index in the file when it has none).
+    - ``images``: list of image paths (joined with ``img_prefix``), empty for text-only.
+    - ``messages``: role/content dicts (:func:`~mmllava.conversation.from_llava_conversations`),
+      ``<image>`` placed as described above.
+    - ``modality_length``: the word count of the conversation, negative when text-only.
+    - ``sample_idx``: the index in the dataset.
+
+    Args:
+        ann_file (str): The JSON file, relative to ``data_root`` unless absolute.
+        data_root (str): Root of ``ann_file`` and ``img_prefix``.
+        img_prefix (str): Image folder (the original's ``image_folder``).
+        pipeline (Sequence): Transforms.
+        skip_invalid (bool): Skip (count, log, list in :attr:`skipped`) invalid samples
+            instead of raising.
+        prepend_missing_image (bool): Give a single-image record without ``<image>`` one, at
+            the front of its first human turn; otherwise that is a count mismatch.
+        check_images (bool): Check at init that every image file exists.
+        **kwargs: Other :class:`BaseLlavaDataset` / mmengine ``BaseDataset`` arguments.
+    """
+
+    def __init__(self, ann_file: str, data_root: str = '', img_prefix: str = '',
+                 pipeline: Sequence[Union[dict, Callable]] = (), skip_invalid: bool = False,
+                 prepend_missing_image: bool = True, check_images: bool = True, **kwargs):
+        self.prepend_missing_image = prepend_missing_image
+        super().__init__(ann_file=ann_file, data_root=data_root, img_prefix=img_prefix,
+                         pipeline=pipeline, skip_invalid=skip_invalid,
+                         check_images=check_images, **kwargs)
+
+    def load_records(self):
+        """Check each record of the JSON (see the module doc)."""
+        data = self._read_json(self.ann_file)
+        if not isinstance(data, list):
+            raise ValueError(f'{self.ann_file!r}: a LLaVA instruction file is a JSON list of '
+                             f'records, got {type(data).__name__}')
+        for index, record in enumerate(data):
+            sample_id = record.get('id', index) if isinstance(record, dict) else index
+            try:
+                yield sample_id, self._check(index, sample_id, record)
+            except InvalidSampleError as e:
+                yield sample_id, e
+
+    def _check(self, index: int, sample_id, record) -> dict:
+        if not isinstance(record, dict):
+            self._invalid(sample_id, MALFORMED, f'a record must be a dict, got {record!r:.80}')
+        try:
+            images = _image_list(record)
+            messages = from_llava_conversations(record.get('conversations'), training=False)
+        except ValueError as e:
+            self._invalid(sample_id, MALFORMED, str(e))
+        if self.check_images:
+            for path in images:
+                full = self.image_path(path)
+                if not osp.exists(full):
+                    self._invalid(sample_id, MISSING_IMAGE, 'image file not found', full)
+        if not self.test_mode and not any(m['role'] == 'assistant' for m in messages):
+            self._invalid(sample_id, NO_GPT_TURN, 'conversations have no "gpt" turn: nothing '
+                          'to train on')
+        placeholders = sum(m['content'].count(IMAGE_PLACEHOLDER) for m in messages)
+        if placeholders != len(images) and not (
+                placeholders == 0 and len(images) == 1 and self.prepend_missing_image):
+            self._invalid(sample_id, IMAGE_COUNT_MISMATCH,
+                          f'{placeholders} {IMAGE_PLACEHOLDER} placeholder(s) in the '
+                          f'conversations but {len(images)} image(s) {images}')
+        length = max(1, _count_words(record['conversations']))
+        record['modality_length'] = length if images else -length
+        record.setdefault('id', index)
+        return record
+
+    def parse_record(self, record: dict) -> dict:
+        """Messages and image paths of a record (``<image>`` placed, see the module doc)."""
+        images = _image_list(record)
+        messages = from_llava_conversations(record['conversations'],
+                                            training=not self.test_mode)
+        if len(images) == 1:
+            # The original's preprocess_multimodal: "<image>\n" first in its turn.
+            found = False
+            for m in messages:
+                if IMAGE_PLACEHOLDER in m['content']:
+                    rest = m['content'].replace(IMAGE_PLACEHOLDER, '').strip()
+                    m['content'] = f'{IMAGE_PLACEHOLDER}\n{rest}'.strip()
+                    found = True
+            if not found:
+                first = next(m for m in messages if m['role'] == 'user')
+                first['content'] = f'{IMAGE_PLACEHOLDER}\n{first["content"]}'
+        return dict(sample_id=record['id'], images=[self.image_path(p) for p in images],
+                    messages=messages)
