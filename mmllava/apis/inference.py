@@ -6,9 +6,11 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dataset import Compose, pseudo_collate
+from mmengine.dataset import Compose
 from PIL import Image
 from tqdm import tqdm
+
+from mmllava.datasets.collate import llava_collate
 
 from .hub import ModelHub
 
@@ -175,7 +177,7 @@ class LlavaInferencer:
                 self.pipeline(self._sample(i, images[i], questions[i]))
                 for i in range(start, min(start + batch_size, len(images)))
             ]
-            data = self.model.data_preprocessor(pseudo_collate(samples), False)
+            data = self.model.data_preprocessor(llava_collate(samples), False)
             with torch.no_grad():
                 outputs = self.model.predict(data['inputs'], data['data_samples'],
                                              **generate_kwargs)

@@ -1,5 +1,6 @@
 """Datasets (annotations -> samples), samplers, the tiny rendered data, and the transforms."""
 from .coco_caption import COCOCaptionDataset
+from .collate import llava_collate
 from .llava_instruct import (
     PROBLEM_NAMES,
     BaseLlavaDataset,
@@ -19,5 +20,5 @@ __all__ = [
     'BaseLlavaDataset', 'COCOCaptionDataset', 'InvalidSampleError', 'LLaVAInstructDataset',
     'LengthGroupedSampler', 'PROBLEM_NAMES', 'SkippedSample', 'TinyLLaVADataset',
     'VQAv2Dataset', 'classify_error', 'ensure_tiny_llava_data', 'labels_fully_masked',
-    'make_tiny_llava_data'
+    'make_tiny_llava_data', 'llava_collate'
 ] + list(_transform_names)

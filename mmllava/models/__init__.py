@@ -1,10 +1,12 @@
 from .data_preprocessor import LlavaDataPreprocessor
 from .llava import IMAGE_TOKEN_INDEX, LLaVA
 from .llm import build_causal_lm
+from .peft import apply_lora, find_linear_names, merge_lora, to_lora_keys
 from .projectors import build_projector
 from .vision import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
 
 __all__ = [
     'HFCLIPVisionEncoder', 'IMAGE_TOKEN_INDEX', 'LLaVA', 'LlavaDataPreprocessor',
-    'OpenCLIPVisionEncoder', 'build_causal_lm', 'build_projector'
+    'OpenCLIPVisionEncoder', 'apply_lora', 'build_causal_lm', 'build_projector',
+    'find_linear_names', 'merge_lora', 'to_lora_keys'
 ]

@@ -36,6 +36,10 @@ class LLaVA(BaseModel):
         freeze_vision_encoder (bool): Freeze the vision encoder. Defaults to True.
         freeze_projector (bool): Freeze the projector.
         freeze_llm (bool): Freeze the LLM.
+        lora (dict, optional): LoRA on the LLM's linear layers (never the vision tower or the
+            projector): ``r``, ``alpha``, ``dropout``, ``target_modules`` (names inside the
+            LLM) of :func:`mmllava.models.peft.apply_lora`. The LLM's base weights are then
+            frozen and its adapters train.
         init_cfg (dict, optional): mmengine initialization config.
     """
 
@@ -52,6 +56,7 @@ class LLaVA(BaseModel):
                  freeze_vision_encoder: bool = True,
                  freeze_projector: bool = False,
                  freeze_llm: bool = False,
+                 lora: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor')
@@ -73,6 +78,10 @@ class LLaVA(BaseModel):
         self._freeze(self.vision_tower, freeze_vision_encoder)
         self._freeze(self.projector, freeze_projector)
         self._freeze(self.llm, freeze_llm)
+        if lora is not None:
+            # After freezing: peft freezes the base LLM itself and leaves the adapters trainable.
+            from .peft import apply_lora
+            self.llm = apply_lora(self.llm, **lora)
 
     @staticmethod
     def _build_tokenizer(cfg):

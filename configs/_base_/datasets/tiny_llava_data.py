@@ -39,7 +39,8 @@ tiny_pretrain_dataloader = dict(
     batch_size=tiny_pretrain_batch_size,
     num_workers=0,
     sampler=dict(type='DefaultSampler', shuffle=True),
-    collate_fn=dict(type='pseudo_collate'),
+    # A batch may mix image and text-only samples: keep per-sample inputs apart.
+    collate_fn=dict(type='llava_collate'),
     dataset=dict(
         type='TinyLLaVADataset',
         data_root=tiny_data_root,
@@ -55,7 +56,8 @@ tiny_finetune_dataloader = dict(
     num_workers=0,
     sampler=dict(type='LengthGroupedSampler', batch_size=tiny_finetune_batch_size,
                  group_by_modality=True),
-    collate_fn=dict(type='pseudo_collate'),
+    # A batch may mix image and text-only samples: keep per-sample inputs apart.
+    collate_fn=dict(type='llava_collate'),
     dataset=dict(
         type='TinyLLaVADataset',
         data_root=tiny_data_root,

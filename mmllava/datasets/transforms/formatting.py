@@ -49,8 +49,8 @@ class PackLlavaInputs(BaseTransform):
 
     def __init__(self,
                  meta_keys: Sequence[str] = ('sample_id', 'question_id', 'image_id', 'prompt',
-                                             'question', 'img_paths', 'ori_shapes',
-                                             'img_shapes'),
+                                             'question', 'answer_type', 'choices', 'category',
+                                             'img_paths', 'ori_shapes', 'img_shapes'),
                  gt_keys: Sequence[str] = ('gt_answer', 'gt_caption', 'gt_label')):
         self.meta_keys = tuple(meta_keys)
         self.gt_keys = tuple(gt_keys)

@@ -1,0 +1,292 @@
+"""mmengine's Runner with LLaVA's weight semantics: base weights, partial checkpoints, safe resume.
+
+Three ways weights enter a training run, in this order:
+
+1. ``load_base`` (config key; a path or a list of paths): the frozen base, e.g. a converted
+   LLaVA or Vicuna + CLIP in mmllava's layout, then an earlier stage's trainable weights (the
+   pretrained projector). Read with the safe loader (safetensors / weights-only torch); later
+   files override earlier ones. Keys the model lacks, or of the wrong shape, are errors;
+   parameters no file gives keep their initialization and are reported.
+2. ``load_from`` (mmengine's key): weights to start from, read with the same safe loader and
+   the same rules: e.g. the ``.safetensors`` twin of a trainable-only checkpoint.
+3. ``resume``: the run's own state (model, optimizer, schedulers, message hub). Only this
+   unpickles, and only from a file inside the run's ``work_dir``: a pickle runs code, and the
+   run wrote its work_dir itself. Anything else is refused with the reason (torch >= 2.6 loads
+   with ``weights_only=True``, which mmengine's checkpoints do not pass).
+"""
+import copy
+import os
+import os.path as osp
+from contextlib import contextmanager
+from typing import Callable, List, Mapping, Sequence, Union
+
+import torch
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+from mmengine.runner import FlexibleRunner, Runner
+from torch import nn
+
+from .checkpoint import (
+    StateDictMismatchError,
+    UnsafeCheckpointError,
+    compare_state_dict,
+    drop_silent_keys,
+    load_weights,
+)
+
+
+class ResumeOutsideWorkDirError(UnsafeCheckpointError):
+    """A resume checkpoint that does not lie inside the run's own work_dir."""
+
+
+def is_inside(path: str, folder: str) -> bool:
+    """Whether ``path`` (resolved, symlinks followed) lies inside ``folder``."""
+    path, folder = osp.realpath(path), osp.realpath(folder)
+    try:
+        return osp.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def check_resume_path(filename: str, work_dir: str) -> str:
+    """Return ``filename`` if it may be unpickled for resuming, else raise.
+
+    Raises:
+        ResumeOutsideWorkDirError: ``filename`` is outside ``work_dir``.
+    """
+    if not is_inside(filename, work_dir):
+        raise ResumeOutsideWorkDirError(
+            f'Refusing to resume from {filename}: it is not inside this run\'s work_dir '
+            f'{work_dir}. Resuming unpickles the whole training state (optimizer, schedulers, '
+            'message hub), and unpickling runs code, so mmllava does it only for checkpoints the '
+            'run wrote itself. Resume with --work-dir set to the folder of that checkpoint, or, '
+            'to start from its weights instead, give its .safetensors twin (or other plain '
+            'weights) as load_from / load_base.')
+    return filename
+
+
+@contextmanager
+def trusted_torch_load(filename: str):
+    """Let ``torch.load`` unpickle ``filename`` (and only it) within the context.
+
+    mmengine calls ``torch.load(path, map_location=...)``, which defaults to
+    ``weights_only=True`` since torch 2.6 and then rejects its own checkpoints (they hold
+    message-hub objects). Calls for any other file are passed through untouched.
+    """
+    original = torch.load
+    target = osp.realpath(filename)
+
+    def load(f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and osp.realpath(f) == target:
+            kwargs['weights_only'] = False
+        return original(f, *args, **kwargs)
+
+    torch.load = load
+    try:
+        yield
+    finally:
+        torch.load = original
+
+
+def load_partial_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                         source: str = 'the weights',
+                         require_trainable: bool = False) -> List[str]:
+    """Load weights that may cover only part of the model.
+
+    Args:
+        model (nn.Module): The (unwrapped) model.
+        state_dict (Mapping): The tensors.
+        source (str): Named in errors.
+        require_trainable (bool): Every trainable parameter must be given (resume: the
+            checkpoint holds at least what trained).
+
+    Returns:
+        list[str]: The model keys the weights did not give.
+
+    Raises:
+        StateDictMismatchError: Keys the model does not have, wrong shapes, or (with
+            ``require_trainable``) trainable parameters missing.
+    """
+    from mmllava.models.peft import to_lora_keys
+    # Base-layout weights (e.g. the pretrained LLM) load into a LoRA-wrapped LLM too.
+    state_dict = to_lora_keys(model, drop_silent_keys(state_dict))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected, mismatched = compare_state_dict(expected, state_dict)
+    bad_missing = []
+    if require_trainable:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        bad_missing = [k for k in missing if k in trainable]
+    if unexpected or mismatched or bad_missing:
+        raise StateDictMismatchError(bad_missing, unexpected, mismatched, source=source)
+    model.load_state_dict(dict(state_dict), strict=False)
+    return missing
+
+
+def _summarize_missing(model: nn.Module, missing: Sequence[str]) -> str:
+    params = dict(model.named_parameters())
+    frozen = [k for k in missing if k in params and not params[k].requires_grad]
+    trainable = [k for k in missing if k in params and params[k].requires_grad]
+    parts = []
+    if frozen:
+        parts.append(f'{len(frozen)} FROZEN parameters keep their random initialization '
+                     f'(e.g. {frozen[:3]}): fine for toy runs, a mistake for real ones')
+    if trainable:
+        parts.append(f'{len(trainable)} trainable parameters start from their '
+                     f'initialization (e.g. {trainable[:3]})')
+    return '; '.join(parts)
+
+
+class _CachedTextConfig(Config):
+    """A Config whose ``pretty_text`` is formatted once.
+
+    mmengine formats the whole config with yapf (~2 s for ours) when it logs the environment,
+    dumps the config and at every checkpoint save; the runner never changes its config.
+    """
+
+    @property
+    def pretty_text(self) -> str:
+        text = self.__dict__.get('_pretty_text_cache')
+        if text is None:
+            text = Config.pretty_text.fget(self)
+            object.__setattr__(self, '_pretty_text_cache', text)
+        return text
+
+
+def _cached(cfg):
+    if isinstance(cfg, Config) and not isinstance(cfg, _CachedTextConfig):
+        cfg = copy.deepcopy(cfg)
+        object.__setattr__(cfg, '__class__', _CachedTextConfig)
+    return cfg
+
+
+class _LLaVARunnerMixin:
+    """Weight loading shared by our Runner and FlexibleRunner."""
+
+    @classmethod
+    def from_cfg(cls, cfg):
+        """mmengine's ``from_cfg``, with the config's text formatted once."""
+        return super().from_cfg(_cached(cfg))
+
+    def _unwrapped(self) -> nn.Module:
+        return self.model.module if is_model_wrapper(self.model) else self.model
+
+    def load_base_weights(self, paths: Union[str, Sequence[str], None] = None) -> None:
+        """Load ``load_base`` (config key) into the model, in order."""
+        if paths is None:
+            paths = self.cfg.get('load_base')
+        if not paths:
+            return
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        model = self._unwrapped()
+        given = set()
+        for path in paths:
+            state = load_weights(path, progress=True)
+            missing = load_partial_weights(model, state, source=str(path))
+            given |= set(model.state_dict()) - set(missing)
+            self.logger.info(f'Loaded {len(state)} base tensors from {path}')
+        missing = [k for k in model.state_dict() if k not in given]
+        summary = _summarize_missing(model, missing)
+        if summary:
+            self.logger.warning(f'load_base: {summary}')
+
+    def _safe_load_from(self, filename: str) -> dict:
+        try:
+            state = load_weights(filename, progress=True)
+        except UnsafeCheckpointError as e:
+            twin = osp.splitext(filename)[0] + '.safetensors'
+            hint = (f' Its trainable weights are in {twin}: give that file.'
+                    if osp.isfile(twin) else '')
+            raise UnsafeCheckpointError(
+                f'load_from={filename} is read as plain weights (only resuming this run\'s own '
+                f'checkpoints unpickles).{hint} To continue that run instead, resume it with '
+                f'its own --work-dir.\n{e}') from e
+        model = self._unwrapped()
+        missing = load_partial_weights(model, state, source=filename)
+        summary = _summarize_missing(model, missing)
+        self.logger.info(f'Load weights from {filename}' + (f' ({summary})' if summary else ''))
+        return dict(state_dict=state, meta={})
+
+
+class LLaVARunner(_LLaVARunnerMixin, Runner):
+    """mmengine ``Runner`` with ``load_base``, safe ``load_from`` and work_dir-only resume.
+
+    Also trains with DDP on CPUs (gloo): mmengine passes ``device_ids=[LOCAL_RANK]`` to DDP,
+    which only accelerator modules accept.
+    """
+
+    def wrap_model(self, model_wrapper_cfg, model):
+        """mmengine's wrapping; on a CPU-only distributed run, DDP without device ids."""
+        if not self.distributed or torch.cuda.is_available() or model_wrapper_cfg is not None:
+            return super().wrap_model(model_wrapper_cfg, model)
+        from mmengine.model import MMDistributedDataParallel, convert_sync_batchnorm
+        if self.cfg.get('sync_bn') is not None:
+            model = convert_sync_batchnorm(model, self.cfg.sync_bn)
+        find_unused = self.cfg.get('find_unused_parameters', False)
+        return MMDistributedDataParallel(module=model, device_ids=None,
+                                         broadcast_buffers=False,
+                                         find_unused_parameters=find_unused)
+
+    def load_or_resume(self) -> None:
+        """Load the base weights, then mmengine's load_from / resume."""
+        if self._has_loaded:
+            return
+        self.load_base_weights()
+        super().load_or_resume()
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True,
+               map_location: Union[str, Callable] = 'default') -> None:
+        """Resume the run's state from a checkpoint inside its work_dir."""
+        self._resume_file = check_resume_path(filename, self.work_dir)
+        try:
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+        finally:
+            self._resume_file = None
+
+    def load_checkpoint(self, filename: str, map_location: Union[str, Callable] = 'cpu',
+                        strict: bool = False, revise_keys: list = [(r'^module.', '')]):
+        """Resume: trusted load of our own checkpoint; otherwise plain weights only."""
+        if getattr(self, '_resume_file', None) != filename:
+            self._has_loaded = True
+            return self._safe_load_from(filename)
+        from mmengine.runner.checkpoint import _load_checkpoint
+        with trusted_torch_load(filename):
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        state = {k[len('module.'):] if k.startswith('module.') else k: v
+                 for k, v in checkpoint['state_dict'].items()}
+        load_partial_weights(self._unwrapped(), state, source=filename,
+                             require_trainable=True)
+        self._has_loaded = True
+        self.logger.info(f'Resume from {filename}')
+        return checkpoint
+
+
+class LLaVAFlexibleRunner(_LLaVARunnerMixin, FlexibleRunner):
+    """mmengine ``FlexibleRunner`` (FSDP, DeepSpeed strategies) with work_dir-only resume.
+
+    ``load_base`` is not applied here: strategies shard the model when they prepare it, so give
+    full weights through the strategy (e.g. ``model.init_cfg``) or merge them first.
+    """
+
+    def resume(self, filename: str, resume_optimizer: bool = True,
+               resume_param_scheduler: bool = True,
+               map_location: Union[str, Callable] = 'default') -> None:
+        """Resume from a checkpoint inside the work_dir (the only unpickling allowed)."""
+        check_resume_path(filename, self.work_dir)
+        with trusted_torch_load(filename):
+            super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+
+
+def build_runner(cfg) -> Runner:
+    """``LLaVAFlexibleRunner`` when the config names a ``strategy``, else ``LLaVARunner``."""
+    if cfg.get('strategy') is not None:
+        return LLaVAFlexibleRunner.from_cfg(cfg)
+    return LLaVARunner.from_cfg(cfg)
+
+
+__all__ = [
+    'LLaVAFlexibleRunner', 'LLaVARunner', 'ResumeOutsideWorkDirError', 'build_runner',
+    'check_resume_path', 'load_partial_weights', 'trusted_torch_load'
+]

@@ -1,0 +1,22 @@
+"""Metrics of generated text: captions, VQA, multiple choice, POPE, short answers."""
+from .base import GenerationMetric, MetricInputError
+from .caption import CaptionMetric, check_java, spice_jars_present
+from .dump import DumpPredictions
+from .multiple_choice import MultipleChoiceAccuracy, parse_option_letter
+from .pope import POPEMetric, binary_scores, parse_yes_no
+from .short_answer import ShortAnswerAccuracy, normalize_gqa_answer
+from .vqa import (
+    VQAAccuracy,
+    VQASubmissionWriter,
+    normalize_vqa_answer,
+    vqa_accuracy,
+    write_vqa_submission,
+)
+
+__all__ = [
+    'CaptionMetric', 'DumpPredictions', 'GenerationMetric', 'MetricInputError',
+    'MultipleChoiceAccuracy', 'POPEMetric', 'ShortAnswerAccuracy', 'VQAAccuracy',
+    'VQASubmissionWriter', 'binary_scores', 'check_java', 'normalize_gqa_answer',
+    'normalize_vqa_answer', 'parse_option_letter', 'parse_yes_no', 'spice_jars_present',
+    'vqa_accuracy', 'write_vqa_submission'
+]

@@ -1,0 +1,62 @@
+"""Score a predictions file from any model against a benchmark's official annotations.
+
+Examples::
+
+    # the original LLaVA's answers (jsonl of {"question_id", "text"}) on VQAv2 val
+    python tools/analysis_tools/eval_predictions.py --metric vqa \\
+        --pred answers.jsonl --ann v2_mscoco_val2014_annotations.json
+    # tools/test.py --out predictions of ScienceQA-IMG
+    python tools/analysis_tools/eval_predictions.py --metric multiple_choice \\
+        --pred preds.json --ann scienceqa/problems.json --out metrics.json
+    # POPE, the three splits at once (split names from the file names)
+    python tools/analysis_tools/eval_predictions.py --metric pope --pred answers.jsonl \\
+        --ann coco_pope_adversarial.json --ann coco_pope_popular.json --ann coco_pope_random.json
+
+The formats are described in :mod:`mmllava.evaluation.offline`. The metric classes are the
+ones ``tools/test.py`` uses. ``--metric action`` does not exist yet (no action metric).
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+import sys
+
+
+def parse_args(argv=None):
+    from mmllava.evaluation.offline import METRIC_READERS
+    parser = argparse.ArgumentParser(description='Score a predictions file')
+    parser.add_argument('--metric', required=True, choices=sorted(METRIC_READERS))
+    parser.add_argument('--pred', required=True, help='predictions: JSON lines or JSON list')
+    parser.add_argument('--ann', required=True, action='append',
+                        help='the official annotation file (repeat for POPE splits)')
+    parser.add_argument('--out', help='write the metrics to this JSON file')
+    parser.add_argument('--prefix', help='metric key prefix (default: the metric\'s)')
+    parser.add_argument('--allow-missing', action='store_true',
+                        help='score annotated questions without a prediction as wrong '
+                        '(counted in num_missing) instead of stopping')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    from mmllava.evaluation.metrics import MetricInputError
+    from mmllava.evaluation.offline import AnnotationError, evaluate_predictions
+    args = parse_args(argv)
+    try:
+        metrics = evaluate_predictions(args.metric, args.pred, args.ann,
+                                       allow_missing=args.allow_missing, prefix=args.prefix)
+    except (AnnotationError, MetricInputError) as e:
+        sys.exit(f'error: {e}')
+    for key, value in metrics.items():
+        print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(args.out, 'w') as f:
+            # NaN (an empty group) is written as null: JSON has no NaN.
+            json.dump({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                       for k, v in metrics.items()}, f, indent=2)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()

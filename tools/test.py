@@ -1,0 +1,130 @@
+"""Evaluate a LLaVA on a benchmark with mmengine's Runner: batched generation, then metrics.
+
+Examples::
+
+    python tools/test.py configs/llava/llava-7b-v1.5_vqav2_eval.py work_dirs/llava/model.safetensors
+    python tools/test.py CONFIG CHECKPOINT --out preds.json --out-metrics metrics.json
+    python tools/test.py CONFIG CHECKPOINT --cfg-options test_dataloader.batch_size=8
+
+CHECKPOINT is read by mmllava's safe loader (safetensors, or a weights-only torch file; a
+folder of shards works too) and must fit the model exactly: weights are data, never code, so
+mmengine's unpickling ``load_checkpoint`` is not used. The tokenizer is the config's, else the
+``tokenizer.model`` next to CHECKPOINT (as converted checkpoints have it).
+"""
+import argparse
+import json
+import math
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Evaluate a LLaVA')
+    parser.add_argument('config', help='evaluation config file')
+    parser.add_argument('checkpoint', help='weights: .safetensors, weights-only .pth/.bin, '
+                        'or a folder of shards')
+    parser.add_argument('--work-dir', help='where logs go (default: ./work_dirs/<config name>)')
+    parser.add_argument('--out', help='write every generation to this JSON file '
+                        '([{"question_id", "sample_id", "text", "prompt"}])')
+    parser.add_argument('--out-metrics', help='write the metrics to this JSON file')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config keys, e.g. test_dataloader.batch_size=8')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+class ProgressBarHook(Hook):
+    """A progress bar over the test batches (rank 0 only)."""
+    priority = 'LOWEST'
+
+    def before_test(self, runner) -> None:
+        from mmengine.dist import is_main_process
+        from mmengine.utils import ProgressBar
+        self.bar = ProgressBar(len(runner.test_dataloader)) if is_main_process() else None
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+
+def fill_pipeline(pipeline: list, model) -> None:
+    """Give TokenizeConversation steps the model's tokenizer and image token count."""
+    for step in pipeline:
+        if step.get('type') == 'TokenizeConversation':
+            if step.get('tokenizer') is None:
+                if model.cfg.model.get('tokenizer') is None:
+                    raise SystemExit('The config names no tokenizer and there is no '
+                                     'tokenizer.model next to the checkpoint')
+                step['tokenizer'] = model.cfg.model.tokenizer
+            step.setdefault('num_image_tokens', model.num_image_tokens)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmengine.runner import Runner
+
+    from mmllava.apis import get_model
+    from mmllava.utils import register_all_modules
+
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    for key in ('test_dataloader', 'test_evaluator'):
+        if cfg.get(key) is None:
+            raise SystemExit(f'{args.config} has no {key}: use an evaluation config '
+                             '(configs/llava/*_eval.py)')
+    if not torch.cuda.is_available():
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    if args.launcher == 'pytorch' and not torch.cuda.is_available():
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group(backend='gloo')
+    cfg.load_from, cfg.resume = None, False  # the weights come from the safe loader only
+
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    model = get_model(cfg, pretrained=args.checkpoint, device=device)
+    fill_pipeline(cfg.test_dataloader.dataset.pipeline, model)
+    evaluator = cfg.test_evaluator
+    evaluator = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
+    if args.out:
+        evaluator.append(dict(type='DumpPredictions', out_file=args.out))
+    runner = Runner(
+        model=model, work_dir=cfg.work_dir, test_dataloader=cfg.test_dataloader,
+        test_cfg=cfg.get('test_cfg') or dict(type='TestLoop'), test_evaluator=evaluator,
+        default_hooks=cfg.get('default_hooks'), custom_hooks=cfg.get('custom_hooks'),
+        env_cfg=cfg.get('env_cfg', dict(dist_cfg=dict(backend='nccl'))),
+        log_processor=cfg.get('log_processor'), log_level=cfg.get('log_level', 'INFO'),
+        visualizer=cfg.get('visualizer'), default_scope=cfg.get('default_scope', 'mmllava'),
+        randomness=cfg.get('randomness', dict(seed=None)), launcher=args.launcher, cfg=cfg)
+    if not args.no_progress:
+        runner.register_hook(ProgressBarHook())
+    metrics = runner.test()
+    if args.out_metrics:
+        from mmengine.dist import is_main_process
+        if is_main_process():
+            os.makedirs(osp.dirname(osp.abspath(args.out_metrics)), exist_ok=True)
+            with open(args.out_metrics, 'w') as f:
+                # NaN (an empty group) is written as null: JSON has no NaN.
+                json.dump({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                           for k, v in metrics.items()}, f, indent=2)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
