@@ -41,8 +41,9 @@ def get_model(name_or_config: Union[str, Path, Config],
     Args:
         name_or_config: A zoo name (see :func:`list_models`), a config file or a Config.
         pretrained: ``True`` loads the zoo weights of a zoo name; a path loads that file
-            (safetensors, or a weights-only torch file); ``None``/``False`` keeps the random
-            initialization.
+            (safetensors, or a weights-only torch file), on top of the config's
+            ``load_base`` files when it names some (checkpoints of training stages hold only
+            what trained); ``None``/``False`` keeps the random initialization.
         device: Where to put the model.
         **overrides: Keys merged into the config's ``model`` (e.g.
             ``generation_cfg=dict(max_new_tokens=16)``, or
@@ -82,12 +83,34 @@ def get_model(name_or_config: Union[str, Path, Config],
     else:
         model = MODELS.build(cfg.model)
     if weights is not None:
-        from mmllava.engine.checkpoint import load_model_weights
-        load_model_weights(model, weights, strict=True)
+        _load_pretrained(model, weights, cfg.get('load_base'))
     model.cfg = cfg
     model.to(device)
     model.eval()
     return model
+
+
+def _load_pretrained(model: torch.nn.Module, weights: Path, bases) -> None:
+    """Load ``weights`` strictly, or on top of the config's ``load_base`` files.
+
+    A training config's checkpoints hold only what trained (projector, adapters); the config's
+    ``load_base`` names the rest. Together they must cover every parameter, or nothing loads
+    silently: the uncovered keys are named.
+    """
+    from mmllava.engine.checkpoint import StateDictMismatchError, load_model_weights, load_weights
+    if not bases:
+        load_model_weights(model, weights, strict=True)
+        return
+    from mmllava.engine.runner import load_partial_weights
+    files = [bases] if isinstance(bases, (str, Path)) else list(bases)
+    given = set()
+    for path in files + [weights]:
+        missing = load_partial_weights(model, load_weights(path), source=str(path))
+        given |= set(model.state_dict()) - set(missing)
+    uncovered = sorted(set(model.state_dict()) - given)
+    if uncovered:
+        raise StateDictMismatchError(uncovered, [], [],
+                                     source=f'{weights} together with load_base {files}')
 
 
 class LlavaInferencer:

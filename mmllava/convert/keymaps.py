@@ -362,3 +362,24 @@ def mmpretrain_to_mmllava(state_dict: Mapping[str, torch.Tensor],
             filled.append('vision_tower.' + key)
     out.update({'vision_tower.' + k: v for k, v in vision.items()})
     return out, filled
+
+
+def hf_clip_to_base(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An HF ``CLIPModel``/``CLIPVisionModel`` checkpoint -> our ``vision_tower.*`` base part."""
+    return {'vision_tower.' + k: v for k, v in split_clip_vision(state_dict).items()}
+
+
+def hf_causal_lm_to_base(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """An HF causal LM checkpoint (``model.*``, ``lm_head.weight``) -> our ``llm.*`` base part.
+
+    Vicuna/LLaMA files written by transformers; any key outside ``model.``/``lm_head.``
+    raises (e.g. an LLaVA checkpoint given by mistake, whose ``mm_projector`` has no place in
+    an LLM base).
+    """
+    rules = (('llm.model.', 'model.'), ('llm.lm_head.', 'lm_head.'))
+    projector = [k for k in state_dict if 'mm_projector' in k or 'vision_tower' in k]
+    if projector:
+        raise KeyMappingError('HF causal LM', projector, state_dict,
+                              hint='This is a LLaVA checkpoint: convert it with '
+                                   'tools/model_converters/llava_to_mmllava.py instead.')
+    return rename_prefixes(state_dict, rules, 'HF causal LM')

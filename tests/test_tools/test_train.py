@@ -234,3 +234,13 @@ def test_merge_lora_tool(tmp_path):
         # The adapters matter: the base alone answers differently.
         assert not torch.allclose(base.eval()(dict(input_ids=ids), mode='tensor'), want,
                                   atol=1e-3)
+        # The trainable-only checkpoint itself loads on top of the config's load_base ...
+        cfg = Config.fromfile(lora_cfg)
+        cfg.load_base = str(tmp_path / 'base.safetensors')
+        partial = get_model(cfg, pretrained=tmp_path / 'iter_1.safetensors')
+        torch.testing.assert_close(partial(dict(input_ids=ids), mode='tensor'), want,
+                                   rtol=0, atol=0)
+        # ... and never alone: without a base, the frozen weights would stay random.
+        from mmllava.engine import StateDictMismatchError
+        with pytest.raises(StateDictMismatchError, match='missing'):
+            get_model(lora_cfg, pretrained=tmp_path / 'iter_1.safetensors')
