@@ -1,4 +1,5 @@
 """Datasets (annotations -> samples), samplers, the tiny rendered data, and the transforms."""
+from .benchmarks import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
 from .coco_caption import COCOCaptionDataset
 from .collate import llava_collate
 from .llava_instruct import (
@@ -22,3 +23,4 @@ __all__ = [
     'VQAv2Dataset', 'classify_error', 'ensure_tiny_llava_data', 'labels_fully_masked',
     'make_tiny_llava_data', 'llava_collate'
 ] + list(_transform_names)
+__all__ += ['GQADataset', 'POPEDataset', 'ScienceQADataset', 'TextVQADataset']

@@ -1,0 +1,10 @@
+# LLaVA-1.5-7B on TextVQA val (metric textvqa/acc; authors: 58.2 with OCR tokens, see the
+# dataset base):
+# python tools/test.py THIS_CONFIG model.safetensors
+_base_ = [
+    '../_base_/models/llava-7b-v1.5.py',
+    '../_base_/datasets/textvqa_eval.py',
+    '../_base_/default_runtime.py',
+]
+# Greedy, short answers (the original evaluates with temperature 0).
+model = dict(task='vqa', generation_cfg=dict(max_new_tokens=16, num_beams=1, do_sample=False))
