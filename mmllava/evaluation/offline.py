@@ -17,6 +17,10 @@ Annotations, per metric:
 * ``pope``: POPE ``coco_pope_{split}.json`` JSON lines (``question_id``, ``label``); several
   files give per-split numbers (their ids must not collide), or one file with ``category``.
 * ``gqa``: GQA ``testdev_balanced_questions.json`` (``{qid: {answer, ...}}``).
+* ``action``: an mmaction2 list (``path label`` per line, or rawframes ``dir frames label``)
+  with ``label_map.txt`` (one class name a line) beside it or given as ``label_map``; the
+  prediction ids are the list's paths. Predictions may carry ``pred_scores`` (one per class)
+  for top-k.
 """
 import json
 import os.path as osp
@@ -24,6 +28,7 @@ import re
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from .metrics import (
+    ActionAccuracy,
     CaptionMetric,
     MultipleChoiceAccuracy,
     POPEMetric,
@@ -78,6 +83,15 @@ def read_predictions(path: str) -> Dict[str, str]:
             raise AnnotationError(f'{path}: question {qid!r} is predicted more than once')
         preds[str(qid)] = text
     return preds
+
+
+def read_prediction_scores(path: str) -> Dict[str, list]:
+    """``{str(id): pred_scores}`` for the predictions that carry class scores."""
+    data = read_json_or_lines(path)
+    if isinstance(data, dict):
+        data = data.get('predictions', data.get('results', [data]))
+    return {str(next(row[k] for k in PRED_ID_KEYS if k in row)): row['pred_scores']
+            for row in data if isinstance(row, dict) and row.get('pred_scores') is not None}
 
 
 def _need(cond: bool, path: str, what: str):
@@ -178,6 +192,31 @@ def read_gqa(path: str) -> Tuple[Dict[str, dict], dict]:
     return out, {}
 
 
+def read_action_list(path: str, label_map: str = None) -> Tuple[Dict[str, dict], dict]:
+    """An mmaction2 video or rawframe list: ``{path: {gt}}`` and the label map's classes."""
+    from .metrics.action import read_label_map
+    label_map = label_map or osp.join(osp.dirname(path), 'label_map.txt')
+    _need(osp.exists(label_map), path, f'no label map: {label_map} does not exist (give one '
+          'with --label-map)')
+    classes = read_label_map(label_map)
+    out = {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            _need(len(parts) in (2, 3) and parts[-1].lstrip('-').isdigit(), path,
+                  f'line {n}: expected "path label" or "dir total_frames label": {line!r:.120}')
+            label = int(parts[-1])
+            _need(0 <= label < len(classes), path,
+                  f'line {n}: label {label} is outside the label map {label_map} '
+                  f'({len(classes)} classes)')
+            _need(parts[0] not in out, path, f'line {n}: {parts[0]} is listed twice')
+            out[parts[0]] = dict(gt=label)
+    _need(bool(out), path, 'the list is empty')
+    return out, dict(classes=classes)
+
+
 # metric name -> (reader, metric class, default prefix)
 METRIC_READERS: Dict[str, Tuple[Callable, type, str]] = {
     'vqa': (read_vqa, VQAAccuracy, 'vqa'),
@@ -185,11 +224,13 @@ METRIC_READERS: Dict[str, Tuple[Callable, type, str]] = {
     'multiple_choice': (read_multiple_choice, MultipleChoiceAccuracy, 'mc'),
     'pope': (read_pope, POPEMetric, 'pope'),
     'gqa': (read_gqa, ShortAnswerAccuracy, 'gqa'),
+    'action': (read_action_list, ActionAccuracy, 'action'),
 }
 
 
 def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
-                         allow_missing: bool = False, prefix: str = None) -> Dict[str, float]:
+                         allow_missing: bool = False, prefix: str = None,
+                         label_map: str = None) -> Dict[str, float]:
     """Score ``pred_file`` against ``ann_files`` with the metric class of ``metric``.
 
     Raises:
@@ -198,16 +239,17 @@ def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
             are scored as empty answers and counted in ``{prefix}/num_missing``).
     """
     if metric not in METRIC_READERS:
-        raise ValueError(f'Unknown metric {metric!r}; one of {sorted(METRIC_READERS)} '
-                         '(action: not yet, see the action metric issue)')
+        raise ValueError(f'Unknown metric {metric!r}; one of {sorted(METRIC_READERS)}')
     reader, metric_cls, default_prefix = METRIC_READERS[metric]
     if metric == 'pope':
         anns, kwargs = reader(list(ann_files))
     else:
         if len(ann_files) != 1:
             raise ValueError(f'--metric {metric} takes one annotation file, got {len(ann_files)}')
-        anns, kwargs = reader(ann_files[0])
+        extra = dict(label_map=label_map) if metric == 'action' else {}
+        anns, kwargs = reader(ann_files[0], **extra)
     preds = read_predictions(pred_file)
+    scores = read_prediction_scores(pred_file) if metric == 'action' else {}
     unknown = [q for q in preds if q not in anns]
     if unknown:
         raise AnnotationError(
@@ -222,7 +264,7 @@ def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
             'them as wrong.')
     records: List[dict] = []
     for qid, ann in anns.items():
-        records.append(dict(ann, id=qid, pred=preds.get(qid)))
+        records.append(dict(ann, id=qid, pred=preds.get(qid), scores=scores.get(qid)))
     metric_obj = metric_cls(prefix=prefix or default_prefix, **kwargs)
     values = metric_obj.compute_metrics(records)
     values['num_missing'] = len(missing)

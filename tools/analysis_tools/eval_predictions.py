@@ -12,8 +12,12 @@ Examples::
     python tools/analysis_tools/eval_predictions.py --metric pope --pred answers.jsonl \\
         --ann coco_pope_adversarial.json --ann coco_pope_popular.json --ann coco_pope_random.json
 
+    # an action model on an mmaction2 video list (label_map.txt beside it, or --label-map)
+    python tools/analysis_tools/eval_predictions.py --metric action --pred preds.json \
+        --ann mocap_actions/test_list_videos.txt
+
 The formats are described in :mod:`mmllava.evaluation.offline`. The metric classes are the
-ones ``tools/test.py`` uses. ``--metric action`` does not exist yet (no action metric).
+ones ``tools/test.py`` uses.
 """
 import argparse
 import json
@@ -32,6 +36,8 @@ def parse_args(argv=None):
                         help='the official annotation file (repeat for POPE splits)')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     parser.add_argument('--prefix', help='metric key prefix (default: the metric\'s)')
+    parser.add_argument('--label-map', help='action: the class names, one a line (default: '
+                        'label_map.txt beside --ann)')
     parser.add_argument('--allow-missing', action='store_true',
                         help='score annotated questions without a prediction as wrong '
                         '(counted in num_missing) instead of stopping')
@@ -44,7 +50,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         metrics = evaluate_predictions(args.metric, args.pred, args.ann,
-                                       allow_missing=args.allow_missing, prefix=args.prefix)
+                                       allow_missing=args.allow_missing, prefix=args.prefix,
+                                       label_map=args.label_map)
     except (AnnotationError, MetricInputError) as e:
         sys.exit(f'error: {e}')
     for key, value in metrics.items():

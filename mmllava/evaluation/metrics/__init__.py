@@ -1,4 +1,5 @@
-"""Metrics of generated text: captions, VQA, multiple choice, POPE, short answers."""
+"""Metrics of generated text: captions, VQA, multiple choice, POPE, short answers, actions."""
+from .action import ActionAccuracy, normalize_action, read_label_map
 from .base import GenerationMetric, MetricInputError
 from .caption import CaptionMetric, check_java, spice_jars_present
 from .dump import DumpPredictions
@@ -14,9 +15,9 @@ from .vqa import (
 )
 
 __all__ = [
-    'CaptionMetric', 'DumpPredictions', 'GenerationMetric', 'MetricInputError',
+    'ActionAccuracy', 'CaptionMetric', 'DumpPredictions', 'GenerationMetric', 'MetricInputError',
     'MultipleChoiceAccuracy', 'POPEMetric', 'ShortAnswerAccuracy', 'VQAAccuracy',
-    'VQASubmissionWriter', 'binary_scores', 'check_java', 'normalize_gqa_answer',
-    'normalize_vqa_answer', 'parse_option_letter', 'parse_yes_no', 'spice_jars_present',
-    'vqa_accuracy', 'write_vqa_submission'
+    'VQASubmissionWriter', 'binary_scores', 'check_java', 'normalize_action',
+    'normalize_gqa_answer', 'normalize_vqa_answer', 'parse_option_letter', 'parse_yes_no',
+    'read_label_map', 'spice_jars_present', 'vqa_accuracy', 'write_vqa_submission'
 ]

@@ -1,0 +1,122 @@
+"""Closed-set action recognition scored from a generative model's outputs."""
+import re
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from mmllava.registry import METRICS
+
+from .base import ID_KEYS, PRED_KEYS, GenerationMetric, MetricInputError, first_key, percent
+
+
+def normalize_action(text: str) -> str:
+    """Lower case, inner whitespace collapsed, surrounding spaces and final periods dropped."""
+    return re.sub(r'\s+', ' ', (text or '').strip().lower()).rstrip('.').strip()
+
+
+def read_label_map(path: str) -> List[str]:
+    """Class names, one a line (mmaction2's label map format); blank lines are an error."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()
+    blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
+    if blank or not lines:
+        raise ValueError(f'{path}: a label map has one class name a line; empty lines: '
+                         f'{blank or "the whole file"}')
+    return [line.strip() for line in lines]
+
+
+def _to_list(value) -> Optional[list]:
+    if value is None:
+        return None
+    return value.tolist() if hasattr(value, 'tolist') else list(value)
+
+
+@METRICS.register_module()
+class ActionAccuracy(GenerationMetric):
+    """Top-k, mean-class accuracy and exact match of a closed-set action model.
+
+    Records: ``pred`` (the generated answer), ``gt`` (the class index, ``gt_label``; a class
+    name is accepted too) and, for models that rank the class names by likelihood,
+    ``scores`` (one score per class, ``pred_scores``).
+
+    Keys (percent): with scores, ``{prefix}/top1``, ``top5`` and ``mean_class_acc`` come from
+    the ranking; without, ``top1`` and ``mean_class_acc`` come from the generated text (no
+    ``top5``). Always ``exact_match`` (generated text equals the true class name, after
+    :func:`normalize_action`) and ``invalid_rate`` (text that names no class), plus
+    ``num_samples``, ``num_empty``.
+
+    Args:
+        classes (Sequence[str] | str): Class names, or a label map file (one name a line).
+        topk (Sequence[int]): The k of top-k with scores. Defaults to (1, 5).
+        **kwargs: :class:`GenerationMetric` arguments.
+    """
+    default_prefix = 'action'
+    gt_key = 'gt_label'
+
+    def __init__(self, classes: Union[Sequence[str], str], topk: Sequence[int] = (1, 5),
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.classes = read_label_map(classes) if isinstance(classes, str) else list(classes)
+        index = {}
+        for i, name in enumerate(self.classes):
+            key = normalize_action(name)
+            if key in index:
+                raise ValueError(f'Class names {self.classes[index[key]]!r} and {name!r} are '
+                                 'the same after normalization')
+            index[key] = i
+        self.index = index
+        self.topk = tuple(topk)
+
+    def process(self, data_batch, data_samples: Sequence) -> None:
+        """Records from data samples: the answer, the true label and the class scores."""
+        for sample in data_samples:
+            if hasattr(sample, 'to_dict'):
+                sample = sample.to_dict()
+            gt = sample.get('gt_label')
+            gt = _to_list(gt) if gt is not None and not isinstance(gt, (int, str)) else gt
+            self.results.append(dict(id=first_key(sample, ID_KEYS),
+                                     pred=first_key(sample, PRED_KEYS),
+                                     gt=gt, scores=_to_list(sample.get('pred_scores'))))
+
+    def _label(self, record: dict) -> int:
+        gt = record['gt']
+        if isinstance(gt, list) and len(gt) == 1:
+            gt = gt[0]
+        if isinstance(gt, str):
+            if normalize_action(gt) not in self.index:
+                raise MetricInputError(f'ActionAccuracy: the label of {record["id"]!r} is '
+                                       f'{gt!r}, not one of the {len(self.classes)} classes')
+            return self.index[normalize_action(gt)]
+        if not isinstance(gt, (int, np.integer)) or not 0 <= int(gt) < len(self.classes):
+            raise MetricInputError(f'ActionAccuracy: the label of {record["id"]!r} is {gt!r}, '
+                                   f'not a class index in [0, {len(self.classes)})')
+        return int(gt)
+
+    def score(self, records: List[dict]) -> Dict[str, float]:
+        labels = np.array([self._label(r) for r in records])
+        text_pred = np.array([self.index.get(normalize_action(r['pred']), -1) for r in records])
+        metrics = dict(exact_match=percent(int((text_pred == labels).sum()), len(records)),
+                       invalid_rate=percent(int((text_pred < 0).sum()), len(records)))
+        with_scores = [r.get('scores') is not None for r in records]
+        if any(with_scores) and not all(with_scores):
+            missing = [r['id'] for r in records if r.get('scores') is None]
+            raise MetricInputError(f'ActionAccuracy: {len(missing)} samples have no class '
+                                   f'scores while others do: {missing[:10]}')
+        if all(with_scores):
+            scores = np.array([r['scores'] for r in records], dtype=np.float64)
+            if scores.shape != (len(records), len(self.classes)):
+                raise MetricInputError(f'ActionAccuracy: scores of shape {scores.shape}, '
+                                       f'expected ({len(records)}, {len(self.classes)})')
+            ranking = np.argsort(-scores, axis=1, kind='stable')
+            for k in self.topk:
+                hit = (ranking[:, :k] == labels[:, None]).any(axis=1)
+                metrics[f'top{k}'] = percent(int(hit.sum()), len(records))
+            pred = ranking[:, 0]
+        else:
+            metrics['top1'] = metrics['exact_match']
+            pred = text_pred
+        per_class = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
+        metrics['mean_class_acc'] = 100.0 * float(np.mean(per_class))
+        return metrics

@@ -1,0 +1,93 @@
+"""ActionAccuracy and ``eval_predictions.py --metric action``, against values by hand."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmpretrain.structures import DataSample
+
+from mmllava.evaluation import ActionAccuracy
+from mmllava.evaluation.metrics import MetricInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ['walking', 'walking backward', 'running', 'jumping']
+
+
+def records(preds, labels, scores=None):
+    return [dict(id=i, pred=p, gt=g, scores=None if scores is None else scores[i])
+            for i, (p, g) in enumerate(zip(preds, labels))]
+
+
+def test_text_only_scoring_by_hand():
+    metric = ActionAccuracy(CLASSES)
+    # right, right (case and period), wrong class, invalid, right, empty
+    preds = ['walking', 'Running.', 'jumping', 'dancing', 'walking backward', '']
+    labels = [0, 2, 1, 3, 1, 0]
+    out = metric.compute_metrics(records(preds, labels))
+    assert out['exact_match'] == pytest.approx(100 * 3 / 6)
+    assert out['top1'] == out['exact_match']
+    assert out['invalid_rate'] == pytest.approx(100 * 2 / 6)
+    # per class: walking 1/2, walking backward 1/2, running 1/1, jumping 0/1
+    assert out['mean_class_acc'] == pytest.approx(100 * (0.5 + 0.5 + 1 + 0) / 4)
+    assert 'top5' not in out and out['num_empty'] == 1
+
+
+def test_ranked_scores_give_topk():
+    metric = ActionAccuracy(CLASSES, topk=(1, 2))
+    scores = [[0.1, 0.9, 0.0, 0.0],   # label 1: top1 hit
+              [0.5, 0.4, 0.3, 0.2],   # label 1: top2 hit only
+              [0.0, 0.1, 0.2, 0.9]]   # label 2: top2 hit only
+    out = metric.compute_metrics(records(['x', 'walking', 'running'], [1, 1, 2], scores))
+    assert out['top1'] == pytest.approx(100 / 3)
+    assert out['top2'] == pytest.approx(100.0)
+    assert out['exact_match'] == pytest.approx(100 / 3)  # 'running' == label 2
+    assert out['invalid_rate'] == pytest.approx(100 / 3)
+    assert out['mean_class_acc'] == pytest.approx(100 * (0.5 + 0) / 2)
+
+
+def test_process_reads_data_samples():
+    metric = ActionAccuracy(CLASSES)
+    sample = DataSample().set_gt_label(2)
+    sample.set_field('running', 'pred_answer')
+    sample.set_field(torch.tensor([0.1, 0.2, 0.6, 0.1]), 'pred_scores')
+    sample.set_metainfo(dict(sample_id='clip_0'))
+    metric.process(None, [sample])
+    out = metric.compute_metrics(metric.results)
+    assert out['top1'] == 100.0 and out['exact_match'] == 100.0
+
+
+def test_bad_labels_and_partial_scores_named():
+    metric = ActionAccuracy(CLASSES)
+    with pytest.raises(MetricInputError, match="'a'"):
+        metric.compute_metrics([dict(id='a', pred='walking', gt=7)])
+    with pytest.raises(MetricInputError, match='no class scores'):
+        metric.compute_metrics(records(['walking', 'walking'], [0, 0], None)[:1]
+                               + [dict(id=1, pred='walking', gt=0, scores=[1, 0, 0, 0])])
+    with pytest.raises(ValueError, match='same after normalization'):
+        ActionAccuracy(['Walking', 'walking.'])
+
+
+def test_eval_predictions_action(tmp_path):
+    (tmp_path / 'label_map.txt').write_text('\n'.join(CLASSES) + '\n')
+    (tmp_path / 'test_list_videos.txt').write_text('a.mp4 0\nb.mp4 1\nc.mp4 2\n')
+    preds = [dict(question_id='a.mp4', text='walking'), dict(question_id='b.mp4', text='walking'),
+             dict(question_id='c.mp4', text='running')]
+    (tmp_path / 'preds.jsonl').write_text('\n'.join(json.dumps(p) for p in preds))
+    tool = ROOT / 'tools' / 'analysis_tools' / 'eval_predictions.py'
+    proc = subprocess.run([sys.executable, str(tool), '--metric', 'action', '--pred',
+                           str(tmp_path / 'preds.jsonl'), '--ann',
+                           str(tmp_path / 'test_list_videos.txt'), '--out',
+                           str(tmp_path / 'm.json')], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / 'm.json').read_text())
+    assert metrics['action/top1'] == pytest.approx(200 / 3)
+    assert metrics['action/mean_class_acc'] == pytest.approx(200 / 3)
+    assert metrics['action/invalid_rate'] == 0
+    # A label outside the label map: the file and line are named.
+    (tmp_path / 'bad.txt').write_text('a.mp4 0\nb.mp4 9\n')
+    proc = subprocess.run([sys.executable, str(tool), '--metric', 'action', '--pred',
+                           str(tmp_path / 'preds.jsonl'), '--ann', str(tmp_path / 'bad.txt')],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and 'bad.txt' in proc.stderr and 'line 2' in proc.stderr
