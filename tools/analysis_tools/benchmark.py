@@ -20,6 +20,16 @@ Metrics (one row each per size; ``ratio > 1`` means mmllava is better):
   ``/proc/self/clear_refs`` at the start of each run), weights and imports included.
 - ``peak_memory_over_weights`` (MiB): that peak minus the RSS right after loading the
   weights: what inference itself costs (activations, KV cache, allocator slack).
+
+With ``--train`` (rows for tiny and small, fp32): a training step (forward, backward, AdamW
+step) at batch 4, each sample one image and 128 text tokens, the vision tower frozen and the
+projector and LLM trained, as in LLaVA's finetune; transformers' side is a plain PyTorch loop
+over ``LlavaForConditionalGeneration`` with the same weights, batch and frozen parts.
+
+- ``train_throughput`` (samples/s) over ``TRAIN_STEPS`` steps after one warm-up step.
+- ``train_peak_memory`` (MiB): the worker's peak RSS over those steps.
+- outputs equal: the losses of every step agree within 1e-4 (the same weights, batch and
+  updates give the same losses).
 """
 import argparse
 import json
@@ -41,6 +51,10 @@ PROMPT_TOKENS = 30
 DECODE_TOKENS = 64
 BATCH = 8
 BATCH_TOKENS = 32
+TRAIN_BATCH = 4
+TRAIN_TEXT_TOKENS = 128
+TRAIN_STEPS = 3
+TRAIN_SIZES = ('tiny', 'small')
 
 _TEXT_COMMON = dict(max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                     tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS)
@@ -76,6 +90,10 @@ METRICS = [
     ('batch8_throughput', 'samples/s', True),
     ('peak_memory', 'MiB', False),
     ('peak_memory_over_weights', 'MiB', False),
+]
+TRAIN_METRICS = [
+    ('train_throughput', 'samples/s', True),
+    ('train_peak_memory', 'MiB', False),
 ]
 FRAMEWORKS = ('mmllava', 'transformers')
 
@@ -219,6 +237,78 @@ def make_inputs(size: str, seed: int = 0) -> dict:
                 batch=batch, batch_mask=mask, batch_px=images(BATCH))
 
 
+def make_train_inputs(size: str, seed: int = 1) -> dict:
+    """A training batch: ``TRAIN_BATCH`` samples of one image and 128 text tokens each.
+
+    Labels cover the text after the image (as an answer would); the image and the prompt
+    before it are masked.
+    """
+    import torch
+
+    vis, vocab = SIZES[size]['vision'], SIZES[size]['text']['vocab_size']
+    num_image = (vis['image_size'] // vis['patch_size'])**2
+    gen = torch.Generator().manual_seed(seed)
+    text = torch.randint(3, vocab - 1, (TRAIN_BATCH, TRAIN_TEXT_TOKENS - 1), generator=gen)
+    cut = 16
+    ids = torch.cat([torch.full((TRAIN_BATCH, 1), BOS), text[:, :cut],
+                     torch.full((TRAIN_BATCH, num_image), PLACEHOLDER), text[:, cut:]], 1)
+    labels = ids.clone()
+    labels[:, :1 + cut + num_image] = -100
+    px = torch.randn(TRAIN_BATCH, 3, vis['image_size'], vis['image_size'], generator=gen)
+    return dict(ids=ids, mask=torch.ones_like(ids), labels=labels, px=px)
+
+
+def _trainer(framework: str, model, size: str):
+    """``step(inputs) -> loss``: forward, backward and an AdamW step, vision frozen."""
+    import torch
+
+    vision = model.vision_tower if framework == 'mmllava' else model.model.vision_tower
+    vision.requires_grad_(False)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=1e-5)
+    image_token = _image_token_id(size)
+
+    def loss_mmllava(b):
+        return model(dict(input_ids=b['ids'], attention_mask=b['mask'], labels=b['labels'],
+                          pixel_values=b['px']), mode='loss')['loss']
+
+    def loss_transformers(b):
+        ids = b['ids'].masked_fill(b['ids'] == PLACEHOLDER, image_token)
+        return model(input_ids=ids, attention_mask=b['mask'], pixel_values=b['px'],
+                     labels=b['labels']).loss
+
+    compute = loss_mmllava if framework == 'mmllava' else loss_transformers
+
+    def step(batch) -> float:
+        optim.zero_grad(set_to_none=True)
+        loss = compute(batch)
+        loss.backward()
+        optim.step()
+        return float(loss)
+
+    return step
+
+
+def _train_run(step, inputs: dict, warmup: bool) -> dict:
+    """One training measurement: ``TRAIN_STEPS`` steps (one for a warm-up)."""
+    steps = 1 if warmup else TRAIN_STEPS
+    _reset_peak_rss()
+    busy0, total0 = _cpu_jiffies()
+    own0 = os.times()
+    t0 = time.perf_counter()
+    losses = [step(inputs) for _ in range(steps)]
+    elapsed = time.perf_counter() - t0
+    busy1, total1 = _cpu_jiffies()
+    own1 = os.times()
+    own = (own1.user + own1.system) - (own0.user + own0.system)
+    hz = os.sysconf('SC_CLK_TCK')
+    foreign = max(0.0, (busy1 - busy0) / hz - own) / max((total1 - total0) / hz, 1e-9)
+    return dict(train_throughput=TRAIN_BATCH * steps / elapsed,
+                train_peak_memory_kib=_rss_kib('VmHWM'), losses=losses, seconds=elapsed,
+                foreign_cpu=foreign)
+
+
 # ---------------------------------------------------------------------- worker
 def _rss_kib(field: str) -> int:
     with open('/proc/self/status') as f:
@@ -328,7 +418,7 @@ def _run(generate, inputs: dict, warmup: bool) -> dict:
         seconds=t2 - t0, foreign_cpu=foreign)
 
 
-def worker(framework: str, size: str, weights: str, threads: int) -> None:
+def worker(framework: str, size: str, weights: str, threads: int, train: bool = False) -> None:
     """Load a model, then answer ``run`` / ``warmup`` lines on stdin with JSON lines."""
     # The protocol owns the real stdout; anything else printed goes to stderr.
     proto = os.fdopen(os.dup(1), 'w', buffering=1)
@@ -339,8 +429,12 @@ def worker(framework: str, size: str, weights: str, threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
     model = load_model(framework, size, weights)
-    inputs = make_inputs(size)
-    generate = _generator(framework, model, size)
+    if train:
+        inputs = make_train_inputs(size)
+        step = _trainer(framework, model, size)
+    else:
+        inputs = make_inputs(size)
+        generate = _generator(framework, model, size)
     gc.collect()
     rss_loaded = _rss_kib('VmRSS')
     proto.write(json.dumps(dict(ready=True, load_s=time.perf_counter() - t,
@@ -350,7 +444,10 @@ def worker(framework: str, size: str, weights: str, threads: int) -> None:
         cmd = line.strip()
         if cmd == 'quit':
             break
-        result = _run(generate, inputs, warmup=(cmd == 'warmup'))
+        if train:
+            result = _train_run(step, inputs, warmup=(cmd == 'warmup'))
+        else:
+            result = _run(generate, inputs, warmup=(cmd == 'warmup'))
         result['rss_loaded_kib'] = rss_loaded
         proto.write(json.dumps(result) + '\n')
 
@@ -359,13 +456,14 @@ def worker(framework: str, size: str, weights: str, threads: int) -> None:
 class Worker:
     """A worker subprocess driven line by line."""
 
-    def __init__(self, framework: str, size: str, weights: str, threads: int):
+    def __init__(self, framework: str, size: str, weights: str, threads: int,
+                 train: bool = False):
         self.framework = framework
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    TRANSFORMERS_VERBOSITY='error', TOKENIZERS_PARALLELISM='false')
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), '--worker', framework, '--size', size,
-             '--weights', weights, '--threads', str(threads)],
+             '--weights', weights, '--threads', str(threads)] + (['--train'] if train else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def read(self) -> dict:
@@ -412,9 +510,9 @@ def _wait_for_quiet(max_foreign: float, max_wait: float, own_pids) -> None:
         'measuring anyway')
 
 
-def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,
-               max_foreign: float = 0.1, max_wait: float = 0.0) -> list:
-    """Benchmark one size; returns its rows.
+def _measure(size: str, repeats: int, threads: int, tmpdir: str, retries: int,
+             max_foreign: float, max_wait: float, train: bool = False) -> dict:
+    """Start both workers on the same random weights; return their interleaved runs.
 
     On a shared machine, another process's burst spoils a run. Before each run, wait up to
     ``max_wait`` seconds for others to use at most ``max_foreign`` of the CPU; a run during
@@ -424,7 +522,8 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
     t = time.perf_counter()
     make_weights(size, weights)
     log(f'{size}: random weights built in {time.perf_counter() - t:.1f}s')
-    workers = {fw: Worker(fw, size, weights, threads) for fw in FRAMEWORKS}
+    workers = {fw: Worker(fw, size, weights, threads, train) for fw in FRAMEWORKS}
+    mode = 'train' if train else 'inference'
     clean = False
     try:
         for fw, w in workers.items():
@@ -435,19 +534,21 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
         for fw, w in workers.items():
             t = time.perf_counter()
             w.ask('warmup')
-            log(f'{size}: {fw} warm-up {time.perf_counter() - t:.1f}s')
+            log(f'{size}: {fw} {mode} warm-up {time.perf_counter() - t:.1f}s')
         runs = {fw: [] for fw in FRAMEWORKS}
         for i in range(repeats):
             for fw, w in workers.items():  # interleaved: A, B, A, B, ...
                 for attempt in range(retries + 1):
                     _wait_for_quiet(max_foreign, max_wait, [v.proc.pid for v in workers.values()])
                     res = w.ask('run')
-                    log(f'{size}: run {i + 1}/{repeats} {fw}: '
-                        f'prefill {res["prefill_latency"]:.1f} ms, '
-                        f'decode {res["decode_throughput"]:.1f} tok/s, '
-                        f'batch {res["batch8_throughput"]:.2f} samples/s '
+                    if train:
+                        summary = f'{res["train_throughput"]:.2f} samples/s'
+                    else:
+                        summary = (f'prefill {res["prefill_latency"]:.1f} ms, '
+                                   f'decode {res["decode_throughput"]:.1f} tok/s, '
+                                   f'batch {res["batch8_throughput"]:.2f} samples/s')
+                    log(f'{size}: {mode} run {i + 1}/{repeats} {fw}: {summary} '
                         f'({res["seconds"]:.1f}s, others used {res["foreign_cpu"]:.0%} CPU)')
-                    # On a shared machine, another process's burst spoils a run: redo it.
                     if res['foreign_cpu'] <= max_foreign or attempt == retries:
                         break
                     log(f'{size}: other processes used {res["foreign_cpu"]:.0%} of the CPU; '
@@ -457,18 +558,14 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
     finally:
         for w in workers.values():
             w.close(clean)
+    return runs
 
-    equal = total = 0
-    for a, b in zip(runs['mmllava'], runs['transformers']):
-        for field in ('single_ids', 'batch_ids'):
-            e, n = _agreement(a[field], b[field])
-            equal, total = equal + e, total + n
-    for res in (r for rs in runs.values() for r in rs):
-        res['peak_memory'] = res['peak_memory_kib'] / 1024
-        res['peak_memory_over_weights'] = (res['peak_memory_kib'] - res['rss_loaded_kib']) / 1024
 
+def _rows(size: str, runs: dict, metrics: list, equal: bool, agreement: float,
+          threads: int, repeats: int) -> list:
+    """Median rows of ``metrics`` (``ratio > 1``: mmllava better)."""
     rows = []
-    for metric, unit, higher in METRICS:
+    for metric, unit, higher in metrics:
         ours = statistics.median(r[metric] for r in runs['mmllava'])
         theirs = statistics.median(r[metric] for r in runs['transformers'])
         if higher:
@@ -477,12 +574,41 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
             ratio = theirs / ours if ours > 0 else float('inf')
         rows.append(dict(size=size, metric=metric, unit=unit, mmllava=round(ours, 3),
                          transformers=round(theirs, 3), ratio=round(ratio, 3),
-                         outputs_equal=equal == total,
-                         token_agreement=round(equal / total, 4),
+                         outputs_equal=equal, token_agreement=round(agreement, 4),
                          dtype=SIZES[size]['dtype'], threads=threads, repeats=repeats,
                          max_foreign_cpu=round(max(r['foreign_cpu'] for rs in runs.values()
                                                    for r in rs), 3)))
     return rows
+
+
+def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,
+               max_foreign: float = 0.1, max_wait: float = 0.0) -> list:
+    """Benchmark inference at one size; returns its rows."""
+    runs = _measure(size, repeats, threads, tmpdir, retries, max_foreign, max_wait)
+    equal = total = 0
+    for a, b in zip(runs['mmllava'], runs['transformers']):
+        for field in ('single_ids', 'batch_ids'):
+            e, n = _agreement(a[field], b[field])
+            equal, total = equal + e, total + n
+    for res in (r for rs in runs.values() for r in rs):
+        res['peak_memory'] = res['peak_memory_kib'] / 1024
+        res['peak_memory_over_weights'] = (res['peak_memory_kib'] - res['rss_loaded_kib']) / 1024
+    return _rows(size, runs, METRICS, equal == total, equal / total, threads, repeats)
+
+
+def bench_train(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,
+                max_foreign: float = 0.1, max_wait: float = 0.0) -> list:
+    """Benchmark a training step at one size; returns its rows."""
+    runs = _measure(size, repeats, threads, tmpdir, retries, max_foreign, max_wait, train=True)
+    pairs = [(a, b) for ra, rb in zip(runs['mmllava'], runs['transformers'])
+             for a, b in zip(ra['losses'], rb['losses'])]
+    close = sum(abs(a - b) <= 1e-4 for a, b in pairs)
+    log(f'{size}: train losses mmllava {[r["losses"] for r in runs["mmllava"]]}, '
+        f'transformers {[r["losses"] for r in runs["transformers"]]}')
+    for res in (r for rs in runs.values() for r in rs):
+        res['train_peak_memory'] = res['train_peak_memory_kib'] / 1024
+    return _rows(size, runs, TRAIN_METRICS, close == len(pairs), close / len(pairs), threads,
+                 repeats)
 
 
 def markdown_table(rows: list) -> str:
@@ -511,6 +637,10 @@ def parse_args(argv=None):
                         help='Seconds to wait before each run for other processes to go '
                         'below --max-foreign-cpu')
     # Internal: run as a worker.
+    parser.add_argument('--train', action='store_true',
+                        help=f'add training rows (sizes {", ".join(TRAIN_SIZES)})')
+    parser.add_argument('--only-train', action='store_true',
+                        help='training rows only (implies --train)')
     parser.add_argument('--worker', choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument('--size', help=argparse.SUPPRESS)
     parser.add_argument('--weights', help=argparse.SUPPRESS)
@@ -528,7 +658,7 @@ def main(argv=None) -> list:
         import torch
         args.threads = torch.get_num_threads()
     if args.worker:
-        worker(args.worker, args.size, args.weights, args.threads)
+        worker(args.worker, args.size, args.weights, args.threads, train=args.train)
         return []
     if args.repeats < 1:
         raise SystemExit('--repeats must be at least 1')
@@ -536,8 +666,12 @@ def main(argv=None) -> list:
     rows = []
     with tempfile.TemporaryDirectory(prefix='mmllava_bench_') as tmpdir:
         for size in args.sizes:
-            rows += bench_size(size, args.repeats, args.threads, tmpdir, args.retries,
-                               args.max_foreign_cpu, args.max_wait)
+            if not args.only_train:
+                rows += bench_size(size, args.repeats, args.threads, tmpdir, args.retries,
+                                   args.max_foreign_cpu, args.max_wait)
+            if (args.train or args.only_train) and size in TRAIN_SIZES:
+                rows += bench_train(size, args.repeats, args.threads, tmpdir, args.retries,
+                                    args.max_foreign_cpu, args.max_wait)
     elapsed = time.perf_counter() - start
     log(f'done in {elapsed:.0f}s ({args.threads} threads, {args.repeats} repeats, '
         f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)')
