@@ -24,6 +24,7 @@ setup(
     description='OpenMMLab-style toolbox for LLaVA, finetuned for human action understanding',
     packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests', 'tests.*')),
     include_package_data=True,
+    package_data={'mmllava.datasets': ['mocap_actions_joints.npz']},
     python_requires='>=3.11',
     install_requires=read_requirements('runtime'),
     extras_require=dict(tests=read_requirements('tests')),

@@ -11,6 +11,8 @@ from .llava_instruct import (
     classify_error,
     labels_fully_masked,
 )
+from .mocap_actions import CLASS_NAMES as MOCAP_ACTION_CLASSES
+from .mocap_actions import MOCAP_ACTION_QUESTION, render_mocap_actions
 from .samplers import LengthGroupedSampler
 from .synthetic import TinyLLaVADataset, ensure_tiny_llava_data, make_tiny_llava_data
 from .transforms import *  # noqa: F401,F403
@@ -21,6 +23,7 @@ __all__ = [
     'BaseLlavaDataset', 'COCOCaptionDataset', 'InvalidSampleError', 'LLaVAInstructDataset',
     'LengthGroupedSampler', 'PROBLEM_NAMES', 'SkippedSample', 'TinyLLaVADataset',
     'VQAv2Dataset', 'classify_error', 'ensure_tiny_llava_data', 'labels_fully_masked',
-    'make_tiny_llava_data', 'llava_collate'
+    'make_tiny_llava_data', 'llava_collate', 'MOCAP_ACTION_CLASSES', 'MOCAP_ACTION_QUESTION',
+    'render_mocap_actions'
 ] + list(_transform_names)
 __all__ += ['GQADataset', 'POPEDataset', 'ScienceQADataset', 'TextVQADataset']

@@ -1,0 +1,80 @@
+"""Render MoCap-Actions: human actions from pybullet's motion-capture clips (videos + lists).
+
+    python tools/dataset_converters/render_mocap_actions.py --out data/mocap_actions \\
+        [--seed 0] [--clips-per-class 40] [--frames 16] [--size 64] \\
+        [--renderer {pybullet,numpy}]
+
+Writes ``OUT/videos/*.mp4``, ``OUT/rawframes/<clip>/img_00001.jpg ...``,
+``OUT/{train,val,test}_list_videos.txt`` (and ``_list_rawframes.txt``), ``OUT/label_map.txt``
+and ``OUT/{train,val,test}_llava.json``; classes, split rule and layout in
+:mod:`mmllava.datasets.mocap_actions`. The test split's camera azimuths are held out of train
+and val.
+
+    python tools/dataset_converters/render_mocap_actions.py --export-joint-table
+
+remakes the joint-position table the numpy renderer reads (needs pybullet).
+"""
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+from mmllava.datasets.mocap_actions import (
+    JOINT_TABLE,
+    RENDERERS,
+    export_joint_table,
+    render_mocap_actions,
+)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description='Render the MoCap-Actions benchmark.')
+    parser.add_argument('--out', help='output folder')
+    parser.add_argument('--seed', type=int, default=0, help='random seed')
+    parser.add_argument('--clips-per-class', type=int, default=40,
+                        help='training clips per class (val gets a quarter, test a half)')
+    parser.add_argument('--frames', type=int, default=16, help='frames per clip')
+    parser.add_argument('--size', type=int, default=64, help='frame side in pixels (even)')
+    parser.add_argument('--renderer', choices=sorted(RENDERERS), default='pybullet',
+                        help='pybullet (shaded humanoid) or numpy (stick figure, no pybullet)')
+    parser.add_argument('--no-videos', action='store_true', help='skip videos/*.mp4')
+    parser.add_argument('--no-rawframes', action='store_true', help='skip rawframes/')
+    parser.add_argument('--export-joint-table', nargs='?', const=JOINT_TABLE, metavar='PATH',
+                        help=f'write the numpy renderer\'s joint table (default {JOINT_TABLE}) '
+                        'and exit')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+
+    if args.export_joint_table:
+        print(f'Wrote {export_joint_table(args.export_joint_table)}')
+        return 0
+    if not args.out:
+        parser.error('--out is required')
+
+    bar = None
+    if not args.quiet:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(unit='clip', desc='rendering')
+        except ImportError:  # progress is a nicety
+            bar = None
+
+    def progress(done: int, total: int):
+        if bar is not None:
+            bar.total = total
+            bar.update(1)
+
+    start = time.time()
+    counts = render_mocap_actions(
+        args.out, seed=args.seed, clips_per_class=args.clips_per_class, num_frames=args.frames,
+        size=args.size, renderer=args.renderer, write_videos=not args.no_videos,
+        write_frames=not args.no_rawframes, progress=progress)
+    if bar is not None:
+        bar.close()
+    print(f'Wrote {args.out} in {time.time() - start:.1f} s: '
+          + ', '.join(f'{k} {v} clips' for k, v in counts.items()))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
