@@ -283,9 +283,11 @@ def _trainer(framework: str, model, size: str):
     def step(batch) -> float:
         optim.zero_grad(set_to_none=True)
         loss = compute(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f'{framework}: non-finite training loss {loss}')
         loss.backward()
         optim.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -599,7 +601,9 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
 def bench_train(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,
                 max_foreign: float = 0.1, max_wait: float = 0.0) -> list:
     """Benchmark a training step at one size; returns its rows."""
-    runs = _measure(size, repeats, threads, tmpdir, retries, max_foreign, max_wait, train=True)
+    # No retries: a training run changes the weights, so a redone run would leave the two
+    # frameworks at different steps (their losses are compared step for step).
+    runs = _measure(size, repeats, threads, tmpdir, 0, max_foreign, max_wait, train=True)
     pairs = [(a, b) for ra, rb in zip(runs['mmllava'], runs['transformers'])
              for a, b in zip(ra['losses'], rb['losses'])]
     close = sum(abs(a - b) <= 1e-4 for a, b in pairs)
