@@ -3,10 +3,19 @@ from .llava import IMAGE_TOKEN_INDEX, LLaVA
 from .llm import build_causal_lm
 from .peft import apply_lora, find_linear_names, merge_lora, to_lora_keys
 from .projectors import build_projector
+from .video import (
+    AvgPool2x2FramePooling,
+    NoFramePooling,
+    SpatialTemporalFramePooling,
+    build_frame_pooling,
+    frame_position_embedding,
+)
 from .vision import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
 
 __all__ = [
-    'HFCLIPVisionEncoder', 'IMAGE_TOKEN_INDEX', 'LLaVA', 'LlavaDataPreprocessor',
+    'AvgPool2x2FramePooling', 'NoFramePooling', 'SpatialTemporalFramePooling',
+    'build_frame_pooling', 'frame_position_embedding', 'HFCLIPVisionEncoder', 'IMAGE_TOKEN_INDEX',
+    'LLaVA', 'LlavaDataPreprocessor',
     'OpenCLIPVisionEncoder', 'apply_lora', 'build_causal_lm', 'build_projector',
     'find_linear_names', 'merge_lora', 'to_lora_keys'
 ]

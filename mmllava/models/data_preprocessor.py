@@ -51,7 +51,8 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
 
         Returns:
             dict: ``inputs`` (``input_ids``, ``attention_mask``, ``pixel_values``, and
-            ``labels`` when present) and ``data_samples``.
+            ``labels`` when present; ``visual_frames``, a flat list of frames per visual in
+            batch order, when a sample holds a clip) and ``data_samples``.
         """
         inputs = data['inputs']
         data_samples = data.get('data_samples')
@@ -67,6 +68,8 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
             batch['labels'] = pad_sequences(labels, IGNORE_INDEX, side)
         images = [s['images'] for s in inputs if s.get('images') is not None and len(s['images'])]
         batch['pixel_values'] = self._images(images)
+        if any(s.get('visual_frames') is not None for s in inputs):
+            batch['visual_frames'] = self._visual_frames(inputs)
         batch = self.cast_data(batch)
         if batch['pixel_values'] is not None:
             batch['pixel_values'] = normalize_pixels(batch['pixel_values'], self.mean, self.std)
@@ -80,3 +83,14 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
         if len(shapes) > 1:
             raise ValueError(f'All images in a batch must share one shape, got {sorted(shapes)}')
         return torch.cat([torch.as_tensor(im) for im in images])
+
+    @staticmethod
+    def _visual_frames(inputs: list) -> list:
+        # Samples packed without ``visual_frames`` hold images only: one frame per visual.
+        frames = []
+        for s in inputs:
+            if s.get('visual_frames') is not None:
+                frames += [int(f) for f in s['visual_frames']]
+            elif s.get('images') is not None:
+                frames += [1] * len(s['images'])
+        return frames

@@ -1,6 +1,6 @@
 """LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
 import warnings
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel
@@ -8,6 +8,8 @@ from torch import nn
 
 from mmllava.conversation import IGNORE_INDEX, IMAGE_TOKEN_INDEX, build_tokenizer
 from mmllava.registry import MODELS
+
+from .video import build_frame_pooling, frame_position_embedding
 
 _TASK_FIELDS = {'caption': 'pred_caption'}
 
@@ -40,6 +42,17 @@ class LLaVA(BaseModel):
             projector): ``r``, ``alpha``, ``dropout``, ``target_modules`` (names inside the
             LLM) of :func:`mmllava.models.peft.apply_lora`. The LLM's base weights are then
             frozen and its adapters train.
+        video_pooling (str | dict, optional): How the frames of a clip become its tokens:
+            ``'none'`` (default), ``'avgpool2x2'`` or ``'spatial_temporal'``, or a config
+            (see :mod:`mmllava.models.video`). Visuals of one frame (images) are never pooled.
+        frame_position_scale (float): Scale of the fixed sinusoidal frame-index embedding added
+            to each frame's projected tokens (before pooling) of multi-frame visuals. Defaults
+            to 0 (off): pretrained LLaVA weights never saw such a signal, and frame order is
+            already told by token order (RoPE) for ``'none'``/``'avgpool2x2'`` and by the
+            per-frame tokens of ``'spatial_temporal'``. Set it (e.g. 0.02, near the LLM's
+            embedding scale) when finetuning on clips to tag each frame's tokens with its
+            index. The temporal means of ``'spatial_temporal'`` stay order-blind either way
+            (the mean of added positions is a constant).
         init_cfg (dict, optional): mmengine initialization config.
     """
 
@@ -57,6 +70,8 @@ class LLaVA(BaseModel):
                  freeze_projector: bool = False,
                  freeze_llm: bool = False,
                  lora: Optional[dict] = None,
+                 video_pooling: Optional[Union[str, dict]] = None,
+                 frame_position_scale: float = 0.0,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor')
@@ -75,6 +90,8 @@ class LLaVA(BaseModel):
         self.generation_cfg = dict(max_new_tokens=64, num_beams=1, do_sample=False)
         self.generation_cfg.update(generation_cfg or {})
         self.image_token_index = image_token_index
+        self.video_pooling = build_frame_pooling(video_pooling)
+        self.frame_position_scale = frame_position_scale
         self._freeze(self.vision_tower, freeze_vision_encoder)
         self._freeze(self.projector, freeze_projector)
         self._freeze(self.llm, freeze_llm)
@@ -107,14 +124,45 @@ class LLaVA(BaseModel):
         """Vision encoder + projector: (N, 3, H, W) -> (N, num_image_tokens, llm_hidden)."""
         return self.projector(self.vision_tower(pixel_values))
 
+    def encode_visuals(self, pixel_values: torch.Tensor,
+                       visual_frames: Sequence[int]) -> torch.Tensor:
+        """Encode all frames in one batch, then split per visual, add positions and pool.
+
+        Args:
+            pixel_values (Tensor): (F, 3, H, W), the frames of all visuals, in order.
+            visual_frames (Sequence[int]): Frames per visual (1 for an image); sums to F.
+
+        Returns:
+            Tensor: (K, llm_hidden), the tokens of all visuals concatenated in order.
+        """
+        visual_frames = [int(f) for f in visual_frames]
+        if sum(visual_frames) != len(pixel_values) or min(visual_frames, default=1) < 1:
+            raise ValueError(f'visual_frames {visual_frames} (sum {sum(visual_frames)}) do not '
+                             f'match the {len(pixel_values)} frames given')
+        features = self.encode_images(pixel_values)
+        out = []
+        for frames in features.split(visual_frames):
+            if len(frames) > 1:  # a clip; a single frame is an image, kept as it is
+                if self.frame_position_scale:
+                    pe = frame_position_embedding(len(frames), frames.shape[-1],
+                                                  frames.device, frames.dtype)
+                    frames = frames + self.frame_position_scale * pe[:, None]
+                out.append(self.video_pooling(frames))
+            else:
+                out.append(frames[0])
+        return torch.cat(out)
+
     def embed_inputs(self, input_ids: torch.Tensor,
-                     pixel_values: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     pixel_values: Optional[torch.Tensor] = None,
+                     visual_frames: Optional[Sequence[int]] = None) -> torch.Tensor:
         """Embed token ids and scatter image features into the placeholder positions.
 
         Args:
             input_ids (Tensor): (B, L) ids with ``image_token_index`` placeholders.
-            pixel_values (Tensor, optional): (N, 3, H, W), the batch's images in the order
-                their placeholders appear (row by row).
+            pixel_values (Tensor, optional): (N, 3, H, W), the batch's images (or frames) in
+                the order their placeholders appear (row by row).
+            visual_frames (Sequence[int], optional): Frames per visual over the whole batch in
+                order (1 for an image); ``None`` when every visual is an image.
 
         Returns:
             Tensor: (B, L, hidden) input embeddings.
@@ -129,12 +177,16 @@ class LLaVA(BaseModel):
                 raise ValueError(f'The token ids hold {num_slots} image placeholders but no '
                                  'images were given')
             return embeds
-        features = self.encode_images(pixel_values)
-        features = features.reshape(-1, features.shape[-1])
+        if visual_frames is None:
+            features = self.encode_images(pixel_values)
+            features = features.reshape(-1, features.shape[-1])
+        else:
+            features = self.encode_visuals(pixel_values, visual_frames)
         if features.shape[0] != num_slots:
             raise ValueError(
                 f'{len(pixel_values)} images give {features.shape[0]} image tokens '
-                f'({self.num_image_tokens} each), but the token ids hold {num_slots} '
+                f'({self.num_image_tokens} each, clips pooled by {self.video_pooling}), but '
+                f'the token ids hold {num_slots} '
                 'placeholders: each <image> must expand to num_image_tokens placeholders')
         return embeds.masked_scatter(placeholder.unsqueeze(-1), features.to(embeds.dtype))
 
@@ -165,32 +217,38 @@ class LLaVA(BaseModel):
             return self.predict(inputs, data_samples)
         if mode == 'tensor':
             return self._forward_llm(inputs['input_ids'], inputs.get('attention_mask'),
-                                     inputs.get('pixel_values')).logits
+                                     inputs.get('pixel_values'),
+                                     visual_frames=inputs.get('visual_frames')).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
-    def _forward_llm(self, input_ids, attention_mask=None, pixel_values=None, labels=None):
+    def _forward_llm(self, input_ids, attention_mask=None, pixel_values=None, labels=None,
+                     visual_frames=None):
         self._check_length(input_ids.shape[1])
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embeds = self.embed_inputs(input_ids, pixel_values)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
                         position_ids=self._position_ids(attention_mask), labels=labels,
                         use_cache=False)
 
     def loss(self, input_ids: torch.Tensor, labels: torch.Tensor,
              attention_mask: Optional[torch.Tensor] = None,
-             pixel_values: Optional[torch.Tensor] = None) -> dict:
+             pixel_values: Optional[torch.Tensor] = None,
+             visual_frames: Optional[Sequence[int]] = None) -> dict:
         """Next-token cross entropy over the unmasked labels."""
         if not (labels != IGNORE_INDEX).any():
             raise ValueError('Every label in the batch is masked: nothing to learn from. Check the '
                              'conversation template against the data.')
-        out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels)
+        out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels,
+                                visual_frames=visual_frames)
         return dict(loss=out.loss)
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                 pixel_values: Optional[torch.Tensor] = None, **generate_kwargs) -> torch.Tensor:
+                 pixel_values: Optional[torch.Tensor] = None,
+                 visual_frames: Optional[Sequence[int]] = None,
+                 **generate_kwargs) -> torch.Tensor:
         """KV-cached generation through transformers' ``generate``.
 
         Batches must be left padded. Keywords are transformers' (``max_new_tokens``,
@@ -214,7 +272,7 @@ class LLaVA(BaseModel):
         if self.tokenizer is not None:
             cfg.setdefault('eos_token_id', self.tokenizer.eos_token_id)
             cfg.setdefault('pad_token_id', self.tokenizer.pad_token_id)
-        embeds = self.embed_inputs(input_ids, pixel_values)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None,
@@ -223,7 +281,8 @@ class LLaVA(BaseModel):
         if self.tokenizer is None:
             raise RuntimeError('predict needs a tokenizer to decode; set model.tokenizer')
         ids = self.generate(inputs['input_ids'], inputs.get('attention_mask'),
-                            inputs.get('pixel_values'), **generate_kwargs)
+                            inputs.get('pixel_values'), inputs.get('visual_frames'),
+                            **generate_kwargs)
         texts = self.decode(ids)
         if data_samples is None:
             from mmpretrain.structures import DataSample

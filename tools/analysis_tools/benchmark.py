@@ -163,21 +163,6 @@ def build_mmllava(size: str):
     return model.eval()
 
 
-def hf_to_mmllava_key(key: str) -> str:
-    """Map a transformers LLaVA state-dict key to mmllava's.
-
-    TODO(lead): switch to the official mapping in ``mmllava.convert`` once it lands.
-    """
-    for old, new in (('model.vision_tower.', 'vision_tower.vision_model.'),
-                     ('model.multi_modal_projector.linear_1', 'projector.0'),
-                     ('model.multi_modal_projector.linear_2', 'projector.2'),
-                     ('model.language_model.', 'llm.model.'),
-                     ('lm_head', 'llm.lm_head')):
-        if key.startswith(old):
-            return new + key[len(old):]
-    raise KeyError(f'No mmllava key for {key!r}')
-
-
 def make_weights(size: str, path: str, seed: int = 0) -> None:
     """Random weights (normal(0, 0.02); norms at 1) in transformers' layout, to ``path``."""
     import torch
@@ -202,7 +187,8 @@ def load_model(framework: str, size: str, weights: str):
         model = build_transformers(size)
     else:
         model = build_mmllava(size)
-        state = {hf_to_mmllava_key(k): v for k, v in state.items()}
+        from mmllava.convert import hf_to_mmllava
+        state = hf_to_mmllava(state)  # the weights are saved from transformers' memory layout
     model.load_state_dict(state, strict=True)
     return model
 

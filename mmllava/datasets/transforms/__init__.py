@@ -2,8 +2,9 @@ from .conversation import TokenizeConversation
 from .formatting import PackLlavaInputs
 from .loading import LoadImages, load_image
 from .processing import CLIPResizeCrop, PadToSquare
+from .video import LoadVideo, LoadVisuals, load_video_frames, sample_frame_indices
 
 __all__ = [
-    'CLIPResizeCrop', 'LoadImages', 'PackLlavaInputs', 'PadToSquare',
-    'TokenizeConversation', 'load_image'
+    'CLIPResizeCrop', 'LoadImages', 'LoadVideo', 'LoadVisuals', 'PackLlavaInputs', 'PadToSquare',
+    'TokenizeConversation', 'load_image', 'load_video_frames', 'sample_frame_indices'
 ]

@@ -35,7 +35,9 @@ class PackLlavaInputs(BaseTransform):
       - ``labels``: LongTensor (L,), only when ``results`` has ``labels``.
       - ``images``: uint8 tensor (K, 3, H, W), the sample's K images in prompt order; the key
         is omitted when the sample has no image (text-only), so batches never have to stack
-        empty tensors of a made-up size.
+        empty tensors of a made-up size. With clips, the frames of all visuals, flat.
+      - ``visual_frames``: LongTensor (V,), frames per visual (1 for an image), only when
+        ``results`` has ``visual_frames`` (set by ``LoadVisuals``).
 
     - ``data_samples`` (:class:`mmpretrain.structures.DataSample`): metainfo from the
       ``meta_keys`` present in ``results``; the ``gt_keys`` present as data fields
@@ -88,6 +90,13 @@ class PackLlavaInputs(BaseTransform):
         images = results.get('images')
         if images is not None and len(images):
             inputs['images'] = self._pack_images(images, sample_id)
+        if results.get('visual_frames') is not None and len(results['visual_frames']):
+            frames = _to_long_tensor(results['visual_frames'], 'visual_frames', sample_id)
+            if int(frames.sum()) != len(inputs.get('images', ())):
+                raise ValueError(f'PackLlavaInputs: sample {sample_id!r}: visual_frames '
+                                 f'{frames.tolist()} do not sum to the '
+                                 f'{len(inputs.get("images", ()))} frames')
+            inputs['visual_frames'] = frames
 
         data_sample = DataSample()
         data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})

@@ -1,0 +1,297 @@
+"""Video loading: uniformly sampled frames of a clip, and images and clips in placeholder order.
+
+Clips are decoded with PyAV: it has wheels on PyPI with FFmpeg bundled for every platform and is
+maintained; decord has had no recent wheels. Besides video files, mmaction2's rawframe folders
+(``img_00001.jpg`` ...) and in-memory ``(T, H, W, 3)`` uint8 arrays are accepted.
+
+Representation: after :class:`LoadVisuals`, ``results['images']`` is the flat list of the frames of
+all visuals, in placeholder order (an image is one frame), so ``PadToSquare`` and
+``CLIPResizeCrop`` apply per frame unchanged; ``results['visual_frames']`` gives the frames of each
+visual. The model splits its encoded frames by that list and pools each clip.
+"""
+import os
+import os.path as osp
+import re
+import warnings
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from mmllava.conversation import VISUAL_PLACEHOLDERS
+from mmllava.registry import TRANSFORMS
+
+from .loading import load_image
+
+VideoSource = Union[str, Path, np.ndarray]
+_PLACEHOLDER = re.compile('|'.join(re.escape(p) for p in VISUAL_PLACEHOLDERS))
+
+
+def sample_frame_indices(total_frames: int, num_frames: int) -> np.ndarray:
+    """Uniform test-mode sampling: the midpoint of each of ``num_frames`` equal segments.
+
+    ``index_i = floor((i + 0.5) * total_frames / num_frames)`` (mmaction2's test-mode segment
+    midpoints). With fewer frames than requested the formula repeats frames, each in its place,
+    so the clip keeps its temporal order.
+    """
+    if total_frames < 1:
+        raise ValueError(f'cannot sample from {total_frames} frames')
+    if num_frames < 1:
+        raise ValueError(f'num_frames must be positive, got {num_frames}')
+    i = np.arange(num_frames, dtype=np.float64)
+    return np.floor((i + 0.5) * total_frames / num_frames).astype(np.int64)
+
+
+def _indices(total: int, num_frames: int, what: str) -> np.ndarray:
+    if total < num_frames:
+        warnings.warn(f'{what} has {total} frames, fewer than the {num_frames} requested: '
+                      'frames are repeated')
+    return sample_frame_indices(total, num_frames)
+
+
+def _decode_video(path: str, num_frames: int) -> List[np.ndarray]:
+    import av  # optional dependency: only clips given as files need it
+
+    def open_stream():
+        try:
+            container = av.open(path)
+        except Exception as e:  # av.error.* (InvalidDataError, ...)
+            raise ValueError(f'cannot read video {path!r}: {type(e).__name__}: {e}') from e
+        if not container.streams.video:
+            container.close()
+            raise ValueError(f'cannot read video {path!r}: it has no video stream')
+        return container, container.streams.video[0]
+
+    def decode(container, stream):
+        try:
+            yield from container.decode(stream)
+        except Exception as e:
+            raise ValueError(f'cannot decode video {path!r}: {type(e).__name__}: {e}') from e
+
+    container, stream = open_stream()
+    total = stream.frames  # container metadata: 0 when unknown, sometimes wrong
+    if total <= 0:
+        with container:
+            total = sum(1 for _ in decode(container, stream))
+        container, stream = open_stream()
+    if total <= 0:
+        container.close()
+        raise ValueError(f'video {path!r} has no frames')
+    wanted = _indices(total, num_frames, f'video {path!r}')
+    frames, seen, wanted_set, last = {}, 0, set(wanted.tolist()), int(wanted.max())
+    with container:
+        for seen, frame in enumerate(decode(container, stream), 1):
+            index = seen - 1
+            if index in wanted_set:
+                frames[index] = frame.to_ndarray(format='rgb24')
+            if index >= last:
+                break
+    if len(frames) < len(wanted_set):
+        # The metadata promised more frames than the stream holds: sample what is there.
+        if seen == 0:
+            raise ValueError(f'video {path!r} has no decodable frames')
+        return _decode_all(path, num_frames, open_stream, decode)
+    return [frames[i] for i in wanted.tolist()]
+
+
+def _decode_all(path, num_frames, open_stream, decode) -> List[np.ndarray]:
+    container, stream = open_stream()
+    with container:
+        every = [f.to_ndarray(format='rgb24') for f in decode(container, stream)]
+    if not every:
+        raise ValueError(f'video {path!r} has no decodable frames')
+    return [every[i] for i in _indices(len(every), num_frames, f'video {path!r}').tolist()]
+
+
+def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
+                    filename_tmpl: str, start_index: int) -> List[np.ndarray]:
+    if not osp.isdir(folder):
+        raise FileNotFoundError(f'rawframe folder not found: {folder!r}')
+    if total_frames is None:
+        # Count the consecutive frames present, as a list file would state them.
+        total_frames = 0
+        while osp.isfile(osp.join(folder, filename_tmpl.format(start_index + total_frames))):
+            total_frames += 1
+        if total_frames == 0:
+            raise ValueError(f'rawframe folder {folder!r} holds no '
+                             f'{filename_tmpl.format(start_index)!r}')
+    else:
+        last = osp.join(folder, filename_tmpl.format(start_index + total_frames - 1))
+        if total_frames < 1 or not osp.isfile(last):
+            raise ValueError(f'rawframe folder {folder!r} has fewer frames than the '
+                             f'{total_frames} its list says ({last!r} is missing)')
+    wanted = _indices(total_frames, num_frames, f'rawframe folder {folder!r}')
+    cache = {}
+    for i in wanted.tolist():  # repeated indices decode once
+        if i not in cache:
+            cache[i] = np.array(load_image(
+                osp.join(folder, filename_tmpl.format(start_index + i))), dtype=np.uint8)
+    return [cache[i] for i in wanted.tolist()]
+
+
+def load_video_frames(src: VideoSource, num_frames: int = 8,
+                      total_frames: Optional[int] = None,
+                      filename_tmpl: str = 'img_{:05}.jpg',
+                      start_index: int = 1) -> List[np.ndarray]:
+    """Load ``num_frames`` uniformly sampled frames of a clip as (H, W, 3) uint8 RGB arrays.
+
+    Args:
+        src (str | Path | np.ndarray): a video file (decoded with PyAV, see the module doc), a
+            rawframe folder (mmaction2 layout), or a (T, H, W, 3) uint8 array.
+        num_frames (int): Frames to sample (:func:`sample_frame_indices`). A clip with fewer
+            frames has some repeated, with a warning.
+        total_frames (int, optional): Rawframe folders only: the frame count its list states;
+            counted from the files when not given.
+        filename_tmpl (str): Rawframe file names. Defaults to mmaction2's ``'img_{:05}.jpg'``.
+        start_index (int): Index of the first rawframe file. Defaults to 1.
+
+    Returns:
+        list[np.ndarray]: ``num_frames`` (H, W, 3) uint8 frames in temporal order.
+
+    Raises:
+        FileNotFoundError: ``src`` is a path that does not exist.
+        ValueError: an unreadable or empty video, a rawframe folder with fewer frames than
+            ``total_frames``, or an array of the wrong shape or type.
+    """
+    if isinstance(src, np.ndarray):
+        if src.ndim != 4 or src.shape[-1] != 3 or src.dtype != np.uint8:
+            raise ValueError('a clip array must be (T, H, W, 3) uint8, '
+                             f'got {src.dtype} {src.shape}')
+        if len(src) == 0:
+            raise ValueError('the clip array has no frames')
+        wanted = _indices(len(src), num_frames, 'the clip array')
+        return [np.ascontiguousarray(src[i]) for i in wanted.tolist()]
+    if not isinstance(src, (str, os.PathLike)):
+        raise TypeError('a video source must be a path or a (T, H, W, 3) uint8 array, '
+                        f'got {type(src).__name__}')
+    path = os.fspath(src)
+    if osp.isdir(path):
+        return _load_rawframes(path, num_frames, total_frames, filename_tmpl, start_index)
+    if not osp.exists(path):
+        raise FileNotFoundError(f'video not found: {path!r}')
+    return _decode_video(path, num_frames)
+
+
+def _placeholder_order(results: dict) -> Optional[List[str]]:
+    """The ``<image>``/``<video>`` placeholders of the conversation in order (None: no text)."""
+    if results.get('messages') is not None:
+        texts = [m.get('content') or '' for m in results['messages'] if isinstance(m, dict)]
+    elif results.get('conversations') is not None:
+        texts = [t.get('value') or '' for t in results['conversations']]
+    else:
+        return None
+    return [m.group(0)[1:-1] for t in texts for m in _PLACEHOLDER.finditer(str(t))]
+
+
+@TRANSFORMS.register_module()
+class LoadVisuals(BaseTransform):
+    """Load a sample's images and clips, ordered as their placeholders in the conversation.
+
+    One transform for both, replacing ``LoadImages`` in pipelines with clips: it reads
+    ``images`` and ``videos`` and walks the ``<image>``/``<video>`` placeholders of ``messages``
+    (or ``conversations``) to interleave them; without a conversation, images come first.
+
+    Required keys: ``images`` and/or ``videos`` (lists of sources; a missing key is an empty
+    list). Optional keys: ``messages`` / ``conversations``, ``img_prefix`` (or else
+    ``data_root``) which relative paths join, ``total_frames`` (one per video or None; rawframe
+    folders), ``sample_id`` (named in errors).
+
+    Modified keys: ``images``, the flat list of (H, W, 3) uint8 frames of all visuals in
+    placeholder order.
+
+    Added keys: ``visual_frames`` (frames per visual, 1 for an image), ``visual_kinds``
+    (``'image'`` / ``'video'``), ``num_visual_tokens`` (placeholder tokens per visual, read by
+    ``TokenizeConversation``), ``img_paths`` / ``ori_shapes`` / ``img_shapes`` per frame.
+
+    Args:
+        num_frames (int): Frames sampled per clip. Defaults to 8 (Video-LLaVA).
+        tokens_per_image (int): Tokens of one encoded frame (576 for CLIP ViT-L/14-336).
+        video_pooling (str | dict, optional): The model's ``video_pooling``, to count a clip's
+            tokens; a clip of one frame counts as an image, as the model treats it.
+    """
+
+    def __init__(self, num_frames: int = 8, tokens_per_image: int = 576,
+                 video_pooling: Union[None, str, dict] = None):
+        from mmllava.models.video import build_frame_pooling  # torch only, no model weights
+        self.num_frames = num_frames
+        self.tokens_per_image = tokens_per_image
+        self.video_pooling = build_frame_pooling(video_pooling)
+
+    def _tokens(self, frames: int) -> int:
+        if frames == 1:
+            return self.tokens_per_image
+        return self.video_pooling.num_tokens(frames, self.tokens_per_image)
+
+    @staticmethod
+    def _sources(results: dict, key: str) -> list:
+        sources = results.get(key)
+        if sources is None:
+            return []
+        if isinstance(sources, (str, os.PathLike)) or (
+                isinstance(sources, np.ndarray) and sources.ndim in (3, 4) and key == 'images'):
+            return [sources]  # one visual given bare
+        return list(sources)
+
+    def transform(self, results: dict) -> dict:
+        """Load every visual and record frames and token counts per visual."""
+        sid = results.get('sample_id')
+        images, videos = self._sources(results, 'images'), self._sources(results, 'videos')
+        order = _placeholder_order(results)
+        if order is None:
+            order = ['image'] * len(images) + ['video'] * len(videos)
+        elif (order.count('image'), order.count('video')) != (len(images), len(videos)):
+            raise ValueError(f'LoadVisuals: sample {sid!r}: the conversation has '
+                             f'{order.count("image")} <image> and {order.count("video")} <video> '
+                             f'placeholders, but {len(images)} images and {len(videos)} videos '
+                             'were given')
+        totals = results.get('total_frames')
+        if totals is None or np.isscalar(totals):
+            totals = [totals] * len(videos)
+        prefix = results.get('img_prefix')
+        if prefix is None:
+            prefix = results.get('data_root')
+        frames: List[np.ndarray] = []
+        paths, counts = [], []
+        next_src = {'image': iter(images), 'video': iter(zip(videos, totals))}
+        for kind in order:
+            item = next(next_src[kind])
+            src, total = item if kind == 'video' else (item, None)
+            path = None
+            if isinstance(src, (str, os.PathLike)):
+                path = os.fspath(src)
+                if prefix and not osp.isabs(path):
+                    path = osp.join(os.fspath(prefix), path)
+                src = path
+            try:
+                if kind == 'image':
+                    loaded = [np.array(load_image(src), dtype=np.uint8)]
+                else:
+                    loaded = load_video_frames(src, self.num_frames, total_frames=total)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}') from e
+            except (ValueError, TypeError) as e:
+                what = path if path is not None else f'{kind} #{len(counts)}'
+                raise type(e)(f'LoadVisuals: sample {sid!r}, {what}: {e}') from e
+            frames += loaded
+            paths += [path] * len(loaded)
+            counts.append(len(loaded))
+        results['images'] = frames
+        results['visual_frames'] = counts
+        results['visual_kinds'] = list(order)
+        results['num_visual_tokens'] = [self._tokens(n) for n in counts]
+        results['img_paths'] = paths
+        results['ori_shapes'] = [f.shape[:2] for f in frames]
+        results['img_shapes'] = [f.shape[:2] for f in frames]
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{type(self).__name__}(num_frames={self.num_frames}, '
+                f'tokens_per_image={self.tokens_per_image}, '
+                f'video_pooling={self.video_pooling!r})')
+
+
+
+# ``LoadVideo`` is the same transform under the name the issue uses.
+TRANSFORMS.register_module(name='LoadVideo', module=LoadVisuals)
+LoadVideo = LoadVisuals

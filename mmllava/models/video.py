@@ -1,0 +1,120 @@
+"""Video clips in LLaVA: frame pooling and a fixed temporal position signal.
+
+A clip reaches the model as its frames, each encoded like an image (vision encoder + projector,
+``(T, N, C)`` for ``T`` frames of ``N`` tokens). A pooling then turns the frames of one clip into
+the tokens scattered into its ``<video>`` placeholders. Pooling runs after the projector, as in
+LLaVA-NeXT-Video, so it adds no weights and converted LLaVA checkpoints load strictly.
+
+Poolings (registered in ``MODELS``; :func:`build_frame_pooling` also takes the short names):
+
+- ``'none'`` (:class:`NoFramePooling`, Video-LLaVA): every token of every frame, ``T * N``.
+- ``'avgpool2x2'`` (:class:`AvgPool2x2FramePooling`, LLaVA-NeXT-Video): each frame's square
+  token grid average-pooled with kernel and stride 2 (24x24 -> 12x12 = 144), ``T * N / 4``.
+- ``'spatial_temporal'`` (:class:`SpatialTemporalFramePooling`, Video-ChatGPT): the spatial
+  mean of each frame (``T`` tokens, in frame order) then the temporal mean of each token
+  position (``N`` tokens), ``T + N``, concatenated in Video-ChatGPT's order. Video-ChatGPT
+  pools CLIP features before its linear projector; we pool after ours, which is the same for a
+  linear projector and an approximation for ``mlp2x_gelu``.
+
+Visuals of one frame (images) are never pooled and never get a position signal, so image-only
+inputs stay bit-identical to plain LLaVA.
+"""
+import math
+from typing import Union
+
+import torch
+
+from mmllava.registry import MODELS
+
+
+@MODELS.register_module()
+class NoFramePooling:
+    """Keep every token of every frame (Video-LLaVA)."""
+
+    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        """Tokens given to a clip of ``num_frames`` frames."""
+        return num_frames * tokens_per_frame
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, N, C) -> (T * N, C)."""
+        return frames.reshape(-1, frames.shape[-1])
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}()'
+
+
+def _grid_side(tokens_per_frame: int) -> int:
+    side = math.isqrt(tokens_per_frame)
+    if side * side != tokens_per_frame:
+        raise ValueError(f'avgpool2x2 needs a square token grid per frame, got {tokens_per_frame} '
+                         'tokens (is the CLS token dropped?)')
+    return side
+
+
+@MODELS.register_module()
+class AvgPool2x2FramePooling(NoFramePooling):
+    """Average-pool each frame's square token grid with kernel and stride 2 (LLaVA-NeXT-Video).
+
+    An odd grid side drops its last row and column, as ``F.avg_pool2d`` does.
+    """
+
+    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        """Tokens given to a clip of ``num_frames`` frames."""
+        return num_frames * (_grid_side(tokens_per_frame) // 2)**2
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, N, C) -> (T * (sqrt(N) // 2) ** 2, C), row-major within each frame."""
+        t, n, c = frames.shape
+        side = _grid_side(n)
+        grid = frames.reshape(t, side, side, c).permute(0, 3, 1, 2)
+        pooled = torch.nn.functional.avg_pool2d(grid, kernel_size=2, stride=2)
+        return pooled.flatten(2).transpose(1, 2).reshape(-1, c)
+
+
+@MODELS.register_module()
+class SpatialTemporalFramePooling(NoFramePooling):
+    """Video-ChatGPT's pooling: per-frame spatial means (T), then per-token temporal means (N)."""
+
+    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
+        """Tokens given to a clip of ``num_frames`` frames."""
+        return num_frames + tokens_per_frame
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, N, C) -> (T + N, C)."""
+        return torch.cat([frames.mean(dim=1), frames.mean(dim=0)])
+
+
+_ALIASES = {
+    'none': 'NoFramePooling',
+    'avgpool2x2': 'AvgPool2x2FramePooling',
+    'spatial_temporal': 'SpatialTemporalFramePooling',
+}
+
+
+def build_frame_pooling(cfg: Union[None, str, dict, NoFramePooling]) -> NoFramePooling:
+    """Build a frame pooling from ``None`` (no pooling), a short name, a config or an instance."""
+    if cfg is None:
+        return NoFramePooling()
+    if isinstance(cfg, NoFramePooling):
+        return cfg
+    if isinstance(cfg, str):
+        cfg = dict(type=cfg)
+    cfg = dict(cfg)
+    cfg['type'] = _ALIASES.get(cfg['type'], cfg['type'])
+    return MODELS.build(cfg)
+
+
+def frame_position_embedding(num_frames: int, dim: int, device=None,
+                             dtype=torch.float32) -> torch.Tensor:
+    """Fixed sinusoidal embeddings of frame indices (Transformer style), (T, dim).
+
+    Row ``t`` is ``sin(t / 10000^(2i/dim))`` at even channels ``2i`` and the cosine at odd ones.
+    Fixed rather than learned so the model gains no weights (checkpoints still load strictly).
+    """
+    position = torch.arange(num_frames, dtype=torch.float32, device=device)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device)
+                     * (-math.log(10000.0) / dim))
+    pe = torch.zeros(num_frames, dim, dtype=torch.float32, device=device)
+    pe[:, 0::2] = torch.sin(position * freq)
+    pe[:, 1::2] = torch.cos(position * freq)[:, :dim // 2]
+    return pe.to(dtype)

@@ -1,0 +1,131 @@
+"""Clip loading: PyAV decoding, rawframes, arrays, uniform sampling, placeholder order."""
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmllava.datasets.transforms import LoadVisuals, load_video_frames, sample_frame_indices
+from mmllava.registry import TRANSFORMS
+
+REAL_CLIPS = Path(__file__).parents[2].parent / 'shared' / 'data' / 'real_clips'
+needs_clips = pytest.mark.skipif(not REAL_CLIPS.is_dir(),
+                                 reason=f'real clips not found at {REAL_CLIPS}')
+
+
+def numbered_clip(t, h=8, w=10):
+    """A (T, H, W, 3) clip whose frame i is filled with the value 10 * i."""
+    return np.stack([np.full((h, w, 3), 10 * i, np.uint8) for i in range(t)])
+
+
+def write_rawframes(folder, t):
+    folder.mkdir()
+    for i in range(t):
+        Image.fromarray(np.full((6, 6, 3), 10 * i, np.uint8)).save(
+            folder / f'img_{i + 1:05}.jpg', quality=100)
+    return folder
+
+
+def test_sampling_is_segment_midpoints():
+    # floor((i + 0.5) * 100 / 8) = 6, 18, 31, 43, 56, 68, 81, 93
+    assert sample_frame_indices(100, 8).tolist() == [6, 18, 31, 43, 56, 68, 81, 93]
+    assert sample_frame_indices(8, 8).tolist() == list(range(8))
+    assert sample_frame_indices(3, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+@needs_clips
+@pytest.mark.parametrize('name,hw', [('arm_wrestling.mp4', (256, 340)),
+                                     ('applying_eye_makeup.avi', (240, 320))])
+def test_decode_real_clips(name, hw):
+    frames = load_video_frames(REAL_CLIPS / name, num_frames=8)
+    assert len(frames) == 8
+    assert all(f.shape == (*hw, 3) and f.dtype == np.uint8 for f in frames)
+    # Distinct, moving footage: the first and last sampled frames differ.
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 1
+
+
+@needs_clips
+def test_real_clip_sampled_frames_match_full_decode():
+    import av
+    with av.open(str(REAL_CLIPS / 'applying_eye_makeup.avi')) as c:
+        every = [f.to_ndarray(format='rgb24') for f in c.decode(video=0)]
+    frames = load_video_frames(REAL_CLIPS / 'applying_eye_makeup.avi', num_frames=4)
+    for f, i in zip(frames, sample_frame_indices(len(every), 4)):
+        np.testing.assert_array_equal(f, every[i])
+
+
+def test_numpy_clip_and_too_few_frames_repeat_with_warning():
+    frames = load_video_frames(numbered_clip(10), num_frames=4)
+    assert [int(f[0, 0, 0]) for f in frames] == [10, 30, 60, 80]  # indices 1, 3, 6, 8
+    with pytest.warns(UserWarning, match='fewer than the 8 requested'):
+        frames = load_video_frames(numbered_clip(3), num_frames=8)
+    assert [int(f[0, 0, 0]) // 10 for f in frames] == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+def test_rawframe_folder(tmp_path):
+    folder = write_rawframes(tmp_path / 'clip', 10)
+    frames = load_video_frames(folder, num_frames=4)
+    assert [round(f[0, 0, 0] / 10) for f in frames] == [1, 3, 6, 8]
+    frames = load_video_frames(folder, num_frames=2, total_frames=4)  # the list's count wins
+    assert [round(f[0, 0, 0] / 10) for f in frames] == [1, 3]
+
+
+def test_errors_name_the_file(tmp_path):
+    folder = write_rawframes(tmp_path / 'short', 3)
+    with pytest.raises(ValueError, match=r"short.*fewer frames than the 5"):
+        load_video_frames(folder, 4, total_frames=5)
+    with pytest.raises(FileNotFoundError, match='missing_dir'):
+        load_video_frames(tmp_path / 'missing_dir', 4)
+    bad = tmp_path / 'bad.mp4'
+    bad.write_bytes(b'not a video at all')
+    with pytest.raises(ValueError, match='bad.mp4'):
+        load_video_frames(bad, 4)
+    empty = tmp_path / 'empty.mp4'
+    empty.write_bytes(b'')
+    with pytest.raises(ValueError, match='empty.mp4'):
+        load_video_frames(empty, 4)
+    with pytest.raises(ValueError, match='none.*holds no'):
+        load_video_frames(write_rawframes(tmp_path / 'none', 0), 4)
+    with pytest.raises(ValueError, match=r'\(T, H, W, 3\) uint8'):
+        load_video_frames(np.zeros((2, 4, 4, 3), np.float32), 4)
+
+
+def test_load_visuals_orders_by_placeholders_and_counts_tokens():
+    image = np.full((5, 7, 3), 200, np.uint8)
+    results = dict(
+        messages=[dict(role='user', content='<video> then <image>, and <video>?')],
+        images=[image], videos=[numbered_clip(8), numbered_clip(4, 3, 3)])
+    t = TRANSFORMS.build(dict(type='LoadVideo', num_frames=4, tokens_per_image=16,
+                              video_pooling='avgpool2x2'))
+    out = t(results)
+    assert out['visual_frames'] == [4, 1, 4]
+    assert out['visual_kinds'] == ['video', 'image', 'video']
+    assert out['num_visual_tokens'] == [16, 16, 16]  # 4 frames x 4 pooled tokens; image 16
+    assert len(out['images']) == 9
+    assert out['images'][4] is not None and out['images'][4].shape == (5, 7, 3)
+    assert [int(f[0, 0, 0]) for f in out['images'][:4]] == [10, 30, 50, 70]
+    assert out['images'][5].shape == (3, 3, 3)
+    st = LoadVisuals(num_frames=4, tokens_per_image=16, video_pooling='spatial_temporal')
+    assert st._tokens(4) == 20 and LoadVisuals(4, 16)._tokens(4) == 64
+
+
+def test_load_visuals_mismatch_and_no_text():
+    t = LoadVisuals(num_frames=2, tokens_per_image=4)
+    with pytest.raises(ValueError, match=r'1 <image> and 0 <video>.*0 images and 1 videos'):
+        t(dict(messages=[dict(role='user', content='<image>')], videos=[numbered_clip(2)],
+               sample_id='s1'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        out = t(dict(images=[np.zeros((4, 4, 3), np.uint8)], videos=[numbered_clip(2)]))
+    assert out['visual_frames'] == [1, 2] and out['visual_kinds'] == ['image', 'video']
+    with pytest.raises(FileNotFoundError, match="sample 's2'.*nope.mp4"):
+        t(dict(videos=['nope.mp4'], img_prefix='/nonexistent', sample_id='s2'))
+
+
+@needs_clips
+def test_load_visuals_real_clip_with_prefix():
+    out = LoadVisuals(num_frames=3, tokens_per_image=4)(
+        dict(conversations=[dict(**{'from': 'human', 'value': 'What happens? <video>'})],
+             videos=['arm_wrestling.mp4'], data_root=str(REAL_CLIPS)))
+    assert out['visual_frames'] == [3] and out['img_paths'][0].endswith('arm_wrestling.mp4')
