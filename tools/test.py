@@ -12,8 +12,6 @@ mmengine's unpickling ``load_checkpoint`` is not used. The tokenizer is the conf
 ``tokenizer.model`` next to CHECKPOINT (as converted checkpoints have it).
 """
 import argparse
-import json
-import math
 import os
 import os.path as osp
 
@@ -117,12 +115,10 @@ def main(argv=None):
     metrics = runner.test()
     if args.out_metrics:
         from mmengine.dist import is_main_process
+
+        from mmllava.evaluation.offline import write_metrics_json
         if is_main_process():
-            os.makedirs(osp.dirname(osp.abspath(args.out_metrics)), exist_ok=True)
-            with open(args.out_metrics, 'w') as f:
-                # NaN (an empty group) is written as null: JSON has no NaN.
-                json.dump({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                           for k, v in metrics.items()}, f, indent=2)
+            write_metrics_json(metrics, args.out_metrics)
     return metrics
 
 

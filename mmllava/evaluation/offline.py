@@ -45,6 +45,16 @@ class AnnotationError(ValueError):
     """An annotation or predictions file that does not have the expected format."""
 
 
+def write_metrics_json(metrics: Dict[str, float], path: str) -> None:
+    """Write ``metrics`` to ``path`` as JSON; NaN (an empty group) becomes null."""
+    import math
+    import os
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump({k: (None if isinstance(v, float) and math.isnan(v) else v)
+                   for k, v in metrics.items()}, f, indent=2)
+
+
 def read_json_or_lines(path: str):
     """A JSON document, or a list of the JSON values of a JSON-lines file."""
     with open(path) as f:

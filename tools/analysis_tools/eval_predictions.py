@@ -20,10 +20,6 @@ The formats are described in :mod:`mmllava.evaluation.offline`. The metric class
 ones ``tools/test.py`` uses.
 """
 import argparse
-import json
-import math
-import os
-import os.path as osp
 import sys
 
 
@@ -46,7 +42,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     from mmllava.evaluation.metrics import MetricInputError
-    from mmllava.evaluation.offline import AnnotationError, evaluate_predictions
+    from mmllava.evaluation.offline import AnnotationError, evaluate_predictions, write_metrics_json
     args = parse_args(argv)
     try:
         metrics = evaluate_predictions(args.metric, args.pred, args.ann,
@@ -57,11 +53,7 @@ def main(argv=None):
     for key, value in metrics.items():
         print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            # NaN (an empty group) is written as null: JSON has no NaN.
-            json.dump({k: (None if isinstance(v, float) and math.isnan(v) else v)
-                       for k, v in metrics.items()}, f, indent=2)
+        write_metrics_json(metrics, args.out)
     return metrics
 
 

@@ -135,6 +135,20 @@ def load_image(src: ImageSource) -> Image.Image:
                     f'got {type(src).__name__}')
 
 
+def resolve_source(src, results: dict):
+    """``(source, path)``: a path source joined to ``img_prefix`` (else ``data_root``) of
+    ``results`` when relative; in-memory sources are returned as they are, with path None."""
+    if not isinstance(src, (str, os.PathLike)):
+        return src, None
+    path = os.fspath(src)
+    prefix = results.get('img_prefix')
+    if prefix is None:
+        prefix = results.get('data_root')
+    if prefix and not osp.isabs(path):
+        path = osp.join(os.fspath(prefix), path)
+    return path, path
+
+
 @TRANSFORMS.register_module()
 class LoadImages(BaseTransform):
     """Load a sample's images as HxWx3 uint8 RGB arrays.
@@ -163,18 +177,10 @@ class LoadImages(BaseTransform):
             sources = []
         elif isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):
             sources = [sources]  # one image given bare
-        prefix: Optional[str] = results.get('img_prefix')
-        if prefix is None:
-            prefix = results.get('data_root')
         images: List[np.ndarray] = []
         paths: List[Optional[str]] = []
         for src in sources:
-            path = None
-            if isinstance(src, (str, os.PathLike)):
-                path = os.fspath(src)
-                if prefix and not osp.isabs(path):
-                    path = osp.join(os.fspath(prefix), path)
-                src = path
+            src, path = resolve_source(src, results)
             try:
                 image = load_image(src)
             except FileNotFoundError as e:

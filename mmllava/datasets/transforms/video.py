@@ -22,7 +22,7 @@ from mmcv.transforms import BaseTransform
 from mmllava.conversation import VISUAL_PLACEHOLDERS
 from mmllava.registry import TRANSFORMS
 
-from .loading import load_image
+from .loading import load_image, resolve_source
 
 VideoSource = Union[str, Path, np.ndarray]
 _PLACEHOLDER = re.compile('|'.join(re.escape(p) for p in VISUAL_PLACEHOLDERS))
@@ -248,21 +248,13 @@ class LoadVisuals(BaseTransform):
         totals = results.get('total_frames')
         if totals is None or np.isscalar(totals):
             totals = [totals] * len(videos)
-        prefix = results.get('img_prefix')
-        if prefix is None:
-            prefix = results.get('data_root')
         frames: List[np.ndarray] = []
         paths, counts = [], []
         next_src = {'image': iter(images), 'video': iter(zip(videos, totals))}
         for kind in order:
             item = next(next_src[kind])
             src, total = item if kind == 'video' else (item, None)
-            path = None
-            if isinstance(src, (str, os.PathLike)):
-                path = os.fspath(src)
-                if prefix and not osp.isabs(path):
-                    path = osp.join(os.fspath(prefix), path)
-                src = path
+            src, path = resolve_source(src, results)
             try:
                 if kind == 'image':
                     loaded = [np.array(load_image(src), dtype=np.uint8)]
