@@ -266,3 +266,44 @@ def shared_build() -> dict:
             converted[fmt] = out
         _SHARED.update(built, root=root, converted=converted)
     return _SHARED
+
+
+# ------------------------------------------------------------------ tools/test.py end to end
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_tiny_eval_config(path, converted: str, dataset: dict, evaluator: dict,
+                           batch_size: int, max_new_tokens: int) -> str:
+    """An eval config for the converted tiny model: LLaVA-1.5's pipeline at 30 px, in order."""
+    pipeline = [
+        dict(type='LoadImages'),
+        dict(type='PadToSquare', background=(122, 116, 104)),
+        dict(type='CLIPResizeCrop', size=30),
+        dict(type='TokenizeConversation', tokenizer=None, template='vicuna_v1',
+             add_generation_prompt=True),
+        dict(type='PackLlavaInputs'),
+    ]
+    loader = dict(batch_size=batch_size, num_workers=0,
+                  sampler=dict(type='DefaultSampler', shuffle=False),
+                  collate_fn=dict(type='llava_collate'),
+                  dataset=dict(dataset, test_mode=True, pipeline=pipeline))
+    lines = [f'_base_ = [{osp.join(str(converted), "config.py")!r}]',
+             f'model = dict(generation_cfg=dict(max_new_tokens={max_new_tokens}))',
+             f'test_dataloader = {loader!r}', f'test_evaluator = {evaluator!r}',
+             "test_cfg = dict(type='TestLoop')"]
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return str(path)
+
+
+def run_test_tool(config, weights, work_dir, *extra):
+    """``python tools/test.py CONFIG WEIGHTS --work-dir DIR ...`` in a subprocess."""
+    import subprocess
+    import sys
+    tests = osp.join(_ROOT, 'tests')
+    env = dict(os.environ, PYTHONPATH=f'{tests}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
+               OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
+    return subprocess.run(
+        [sys.executable, osp.join(_ROOT, 'tools', 'test.py'), str(config), str(weights),
+         '--work-dir', str(work_dir), *map(str, extra)],
+        env=env, capture_output=True, text=True, timeout=300, cwd=_ROOT)

@@ -250,43 +250,19 @@ def test_eval_configs_build(name, tmp_path):
 # ---------------------------------------------------------------- tools/test.py end to end
 def test_scienceqa_test_tool_matches_offline_scoring(tmp_path):
     """tools/test.py with the tiny model on the ScienceQA fixture: mc/acc as offline."""
-    import os
-    import subprocess
-    import sys
-    tests = ROOT / 'tests'
-    from fixtures_llava import shared_build
+    from fixtures_llava import run_test_tool, shared_build, write_tiny_eval_config
     converted = Path(shared_build()['converted']['llava-hf'])
     for pid in ('7', '12'):
         save_image(tmp_path / 'images' / pid / 'image.png')
-    config = tmp_path / 'sqa_eval.py'
-    config.write_text(f"""
-_base_ = [{str(converted / 'config.py')!r}]
-model = dict(generation_cfg=dict(max_new_tokens=2))
-pipeline = [
-    dict(type='LoadImages'),
-    dict(type='PadToSquare', background=(122, 116, 104)),
-    dict(type='CLIPResizeCrop', size=30),
-    dict(type='TokenizeConversation', tokenizer=None, template='vicuna_v1',
-         add_generation_prompt=True),
-    dict(type='PackLlavaInputs', meta_keys=('sample_id', 'question_id', 'prompt', 'choices')),
-]
-test_dataloader = dict(
-    batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='llava_collate'),
-    dataset=dict(type='ScienceQADataset', data_root={str(DATA)!r},
-                 ann_file='scienceqa_problems.json', split_file='scienceqa_pid_splits.json',
-                 img_prefix={str(tmp_path / 'images')!r}, test_mode=True, pipeline=pipeline))
-test_evaluator = dict(type='MultipleChoiceAccuracy', prefix='mc')
-test_cfg = dict(type='TestLoop')
-""")
+    dataset = dict(type='ScienceQADataset', data_root=str(DATA),
+                   ann_file='scienceqa_problems.json', split_file='scienceqa_pid_splits.json',
+                   img_prefix=str(tmp_path / 'images'))
+    config = write_tiny_eval_config(tmp_path / 'sqa_eval.py', converted, dataset,
+                                    dict(type='MultipleChoiceAccuracy', prefix='mc'),
+                                    batch_size=2, max_new_tokens=2)
     preds, metrics_file = tmp_path / 'preds.json', tmp_path / 'metrics.json'
-    env = dict(os.environ, PYTHONPATH=f'{tests}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
-               OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
-         str(converted / 'model.safetensors'), '--work-dir', str(tmp_path / 'work'),
-         '--out', str(preds), '--out-metrics', str(metrics_file)],
-        env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_test_tool(config, converted / 'model.safetensors', tmp_path / 'work',
+                         '--out', preds, '--out-metrics', metrics_file)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     metrics = json.loads(metrics_file.read_text())
     assert metrics['mc/num_samples'] == 2 and 0 <= metrics['mc/acc'] <= 100

@@ -1,12 +1,11 @@
 """tools/test.py end to end: a tiny converted llava-hf model on a VQAv2-format fixture."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_llava import run_test_tool, write_tiny_eval_config
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,40 +28,18 @@ def write_eval_config(tmp_path: Path, converted: Path) -> Path:
     for image_id in (1, 2):
         Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
             images / f'COCO_val2014_{image_id:012d}.jpg')
-    config = tmp_path / 'vqav2_eval.py'
-    config.write_text(f"""
-_base_ = [{str(converted / 'config.py')!r}]
-model = dict(generation_cfg=dict(max_new_tokens=3))
-test_pipeline = [
-    dict(type='LoadImages'),
-    dict(type='PadToSquare', background=(122, 116, 104)),
-    dict(type='CLIPResizeCrop', size=30),
-    dict(type='TokenizeConversation', tokenizer=None, template='vicuna_v1',
-         add_generation_prompt=True),
-    dict(type='PackLlavaInputs', meta_keys=('sample_id', 'question_id', 'image_id', 'prompt',
-                                            'question', 'answer_type')),
-]
-test_dataloader = dict(
-    batch_size=3, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='llava_collate'),
-    dataset=dict(type='VQAv2Dataset', data_root={str(DATA)!r},
-                 question_file='vqav2_val_questions.json',
-                 ann_file='vqav2_val_annotations.json', img_prefix={str(images)!r},
-                 test_mode=True, pipeline=test_pipeline))
-test_evaluator = dict(type='VQAAccuracy')
-test_cfg = dict(type='TestLoop')
-""")
-    return config
+    dataset = dict(type='VQAv2Dataset', data_root=str(DATA),
+                   question_file='vqav2_val_questions.json',
+                   ann_file='vqav2_val_annotations.json', img_prefix=str(images))
+    return write_tiny_eval_config(tmp_path / 'vqav2_eval.py', converted, dataset,
+                                  dict(type='VQAAccuracy'), batch_size=3, max_new_tokens=3)
 
 
 def test_test_tool_end_to_end(tmp_path, converted):
     config = write_eval_config(tmp_path, converted)
     preds, metrics_file = tmp_path / 'preds.json', tmp_path / 'metrics.json'
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
-         str(converted / 'model.safetensors'), '--work-dir', str(tmp_path / 'work'),
-         '--out', str(preds), '--out-metrics', str(metrics_file)],
-        env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_test_tool(config, converted / 'model.safetensors', tmp_path / 'work',
+                         '--out', preds, '--out-metrics', metrics_file)
     assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
     metrics = json.loads(metrics_file.read_text())
     assert metrics['vqa/num_samples'] == 4
@@ -83,8 +60,6 @@ def test_checkpoint_that_does_not_fit_is_refused(tmp_path, converted):
     config = write_eval_config(tmp_path, converted)
     bad = tmp_path / 'bad.safetensors'
     save_file({'projector.weight': torch.zeros(2, 2)}, str(bad))
-    proc = subprocess.run([sys.executable, str(ROOT / 'tools' / 'test.py'), str(config),
-                           str(bad), '--work-dir', str(tmp_path / 'work')],
-                          env=ENV, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = run_test_tool(config, bad, tmp_path / 'work')
     assert proc.returncode != 0
     assert 'missing keys' in proc.stderr
