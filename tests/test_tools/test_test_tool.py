@@ -1,6 +1,5 @@
 """tools/test.py end to end: a tiny converted llava-hf model on a VQAv2-format fixture."""
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +9,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / 'tests' / 'data' / 'eval'
-TESTS = ROOT / 'tests'
-ENV = dict(os.environ, PYTHONPATH=f'{TESTS}{os.pathsep}{os.environ.get("PYTHONPATH", "")}',
-           OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1')
 
 
 @pytest.fixture(scope='module')
