@@ -17,6 +17,60 @@ from .hub import ModelHub
 ModelType = Union[str, Path, Config, torch.nn.Module]
 InputType = Union[str, Path, Image.Image, np.ndarray]
 
+# File suffixes read as clips (PyAV decodes them); everything else given as a file is an image.
+VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpeg', '.mpg', '.flv',
+                  '.wmv', '.3gp', '.ts', '.gif')
+
+
+def is_video(source) -> bool:
+    """Whether an input is a clip: a video file, a rawframe folder or a (T, H, W, 3) array."""
+    if isinstance(source, np.ndarray):
+        return source.ndim == 4
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
+    return False
+
+
+def build_inference_pipeline(model: torch.nn.Module, cfg: Optional[Config] = None) -> Compose:
+    """The model's test pipeline, ready for images and clips in any conversation.
+
+    ``LoadImages`` becomes ``LoadVisuals`` (same images, plus ``videos``, in placeholder order)
+    with the model's tokens per image and clip pooling; ``TokenizeConversation`` gets the
+    model's tokenizer and image token count where the config leaves them out.
+
+    The pipeline takes a dict with ``messages`` (role/content dicts; contents hold ``<image>`` /
+    ``<video>`` placeholders), ``images`` and ``videos`` (sources in placeholder order: paths,
+    PIL images, arrays; clips also rawframe folders and (T, H, W, 3) arrays) and optionally
+    ``sample_id``; :func:`mmllava.datasets.collate.llava_collate` batches its outputs for
+    ``model.data_preprocessor``.
+
+    Args:
+        model: A LLaVA (its ``cfg`` holds ``test_pipeline`` unless ``cfg`` is given).
+        cfg: The config to read ``test_pipeline`` (and ``num_frames``) from.
+    """
+    cfg = cfg if cfg is not None else model.cfg
+    if cfg.get('test_pipeline') is None:
+        raise ValueError('The config has no test_pipeline to run inference with')
+    steps = []
+    for step in copy.deepcopy(cfg.test_pipeline):
+        if step['type'] in ('LoadImages', 'LoadVisuals', 'LoadVideo'):
+            step = dict(type='LoadVisuals',
+                        num_frames=step.get('num_frames', cfg.get('num_frames', 8)),
+                        tokens_per_image=step.get('tokens_per_image', model.num_image_tokens),
+                        video_pooling=step.get('video_pooling', model.video_pooling))
+        elif step['type'] == 'TokenizeConversation':
+            # The model's tokenizer and image token count, unless the config says otherwise.
+            if step.get('tokenizer') is None:
+                if model.tokenizer is None:
+                    raise ValueError('The model has no tokenizer: set model.tokenizer in '
+                                     'the config or pass pretrained weights whose folder '
+                                     'holds tokenizer.model')
+                step['tokenizer'] = model.tokenizer
+            step.setdefault('num_image_tokens', model.num_image_tokens)
+        steps.append(step)
+    return Compose(steps)
+
 
 def _load_config(name_or_config) -> tuple:
     """Return (Config, zoo name or None)."""
@@ -134,32 +188,21 @@ class LlavaInferencer:
         else:
             self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
         self.batch_size = batch_size
-        self.pipeline = self._build_pipeline(self.model.cfg)
+        self.pipeline = build_inference_pipeline(self.model)
 
-    def _build_pipeline(self, cfg: Config) -> Compose:
-        steps = []
-        for step in copy.deepcopy(cfg.test_pipeline):
-            if step['type'] == 'TokenizeConversation':
-                # The model's tokenizer and image token count, unless the config says otherwise.
-                if step.get('tokenizer') is None:
-                    if self.model.tokenizer is None:
-                        raise ValueError('The model has no tokenizer: set model.tokenizer in '
-                                         'the config or pass pretrained weights whose folder '
-                                         'holds tokenizer.model')
-                    step['tokenizer'] = self.model.tokenizer
-                step.setdefault('num_image_tokens', self.model.num_image_tokens)
-            steps.append(step)
-        return Compose(steps)
 
     @property
     def result_key(self) -> str:
         return 'pred_caption' if self.model.task == 'caption' else 'pred_answer'
 
-    def _sample(self, index: int, image: Optional[InputType], question: str) -> dict:
+    def _sample(self, index: int, visual: Optional[InputType], question: str) -> dict:
         content = question
-        if image is not None and '<image>' not in question:
-            content = '<image>\n' + question  # LLaVA-1.5 puts the image first
-        return dict(sample_id=index, images=[] if image is None else [image],
+        kind = 'video' if is_video(visual) else 'image'
+        if visual is not None and f'<{kind}>' not in question:
+            content = f'<{kind}>\n' + question  # LLaVA-1.5 puts the visual first
+        visuals = [] if visual is None else [visual]
+        return dict(sample_id=index, images=visuals if kind == 'image' else [],
+                    videos=visuals if kind == 'video' else [],
                     messages=[dict(role='user', content=content)], question=question)
 
     def __call__(self, inputs: Union[InputType, Sequence[InputType]],
