@@ -27,6 +27,7 @@ setup(
     package_data={'mmllava.datasets': ['mocap_actions_joints.npz']},
     python_requires='>=3.11',
     install_requires=read_requirements('runtime'),
-    extras_require=dict(tests=read_requirements('tests')),
+    extras_require=dict(web=read_requirements('web'),
+                        tests=read_requirements('tests') + read_requirements('web')),
     license='Apache License 2.0',
 )

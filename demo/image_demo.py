@@ -17,6 +17,8 @@ def parse_args():
     parser.add_argument('--checkpoint', default=None,
                         help='weights file for a config (zoo names load their own weights)')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--load-8bit', action='store_true',
+                        help="dynamic int8 of the LLM's linear layers (CPU only)")
     parser.add_argument('--max-new-tokens', type=int, default=None)
     parser.add_argument('--show-prompt', action='store_true',
                         help='also print the exact prompt given to the LLM')
@@ -31,7 +33,8 @@ def main():
     if pretrained is None and ModelHub.has(args.model):
         pretrained = True
     start = time.perf_counter()
-    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device)
+    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device,
+                                 load_8bit=args.load_8bit)
     gen = {} if args.max_new_tokens is None else dict(max_new_tokens=args.max_new_tokens)
     result = inferencer(args.image, args.question, **gen)[0]
     if pretrained is None:

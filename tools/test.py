@@ -100,6 +100,9 @@ def main(argv=None):
     fill_pipeline(cfg.test_dataloader.dataset.pipeline, model)
     evaluator = cfg.test_evaluator
     evaluator = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
+    for metric in evaluator:
+        if metric.get('type') == 'ActionAccuracy' and 'confusion_matrix' not in metric:
+            metric['confusion_matrix'] = osp.join(cfg.work_dir, 'confusion_matrix.png')
     if args.out:
         evaluator.append(dict(type='DumpPredictions', out_file=args.out))
     runner = Runner(

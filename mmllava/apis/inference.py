@@ -89,6 +89,7 @@ def _load_config(name_or_config) -> tuple:
 def get_model(name_or_config: Union[str, Path, Config],
               pretrained: Union[bool, str, Path, None] = None,
               device: Union[str, torch.device] = 'cpu',
+              load_8bit: bool = False,
               **overrides) -> torch.nn.Module:
     """Build a LLaVA from a zoo name or a config, and load its weights.
 
@@ -99,6 +100,9 @@ def get_model(name_or_config: Union[str, Path, Config],
             ``load_base`` files when it names some (checkpoints of training stages hold only
             what trained); ``None``/``False`` keeps the random initialization.
         device: Where to put the model.
+        load_8bit: Quantize the LLM's linear layers to dynamic int8 after the weights load
+            (CPU only; see :func:`mmllava.models.quantize_llm_int8`). GPU users load 4 bits
+            through bitsandbytes instead (docs/quantization.md).
         **overrides: Keys merged into the config's ``model`` (e.g.
             ``generation_cfg=dict(max_new_tokens=16)``, or
             ``llm=dict(torch_dtype='bfloat16')`` to hold a 7B LLM in half the memory).
@@ -110,6 +114,9 @@ def get_model(name_or_config: Union[str, Path, Config],
     from mmllava.utils import register_all_modules
 
     register_all_modules()
+    if load_8bit and torch.device(device).type != 'cpu':
+        raise ValueError(f'load_8bit is int8 for CPU inference, not for {device}: on a GPU, '
+                         'load the LLM in 4 bits through bitsandbytes (docs/quantization.md)')
     cfg, zoo_name = _load_config(name_or_config)
     if overrides:
         cfg.merge_from_dict(dict(model=overrides))
@@ -141,6 +148,9 @@ def get_model(name_or_config: Union[str, Path, Config],
     model.cfg = cfg
     model.to(device)
     model.eval()
+    if load_8bit:
+        from mmllava.models.quantize import quantize_llm_int8
+        quantize_llm_int8(model)
     return model
 
 
@@ -212,7 +222,8 @@ class LlavaInferencer:
         """Run inference.
 
         Args:
-            inputs: An image (path, PIL image, HxWx3 uint8 array) or a list of them.
+            inputs: An image (path, PIL image, HxWx3 uint8 array), a clip (a video file, a
+                rawframe folder or a (T, H, W, 3) uint8 array) or a list of them.
             questions: One question per input (a list for a list); ``None`` uses the model's
                 default question.
             batch_size: Overrides the inferencer's batch size.
@@ -222,7 +233,10 @@ class LlavaInferencer:
 
         Returns:
             list[dict]: Per input ``pred_answer`` (or ``pred_caption``) and ``prompt``, the
-            exact text given to the LLM with each image written as ``<image>``.
+            exact text given to the LLM with each image written as ``<image>`` (each clip as
+            ``<video>``). Closed-set models (``class_names``) add ``pred_label`` (class index),
+            ``pred_class`` (its name) and ``pred_scores`` (probabilities over the classes from
+            their likelihoods as answers).
         """
         if isinstance(inputs, (list, tuple)):
             images = list(inputs)
@@ -248,20 +262,26 @@ class LlavaInferencer:
                 outputs = self.model.predict(data['inputs'], data['data_samples'],
                                              **generate_kwargs)
             for out in outputs:
-                results.append({self.result_key: out.get(self.result_key),
-                                'prompt': out.metainfo.get('prompt', out.get('prompt'))})
+                result = {self.result_key: out.get(self.result_key),
+                          'prompt': out.metainfo.get('prompt', out.get('prompt'))}
+                if 'pred_label' in out:  # a closed-set (action) model ranked its classes
+                    result['pred_label'] = int(out.pred_label)
+                    result['pred_class'] = self.model.class_names[result['pred_label']]
+                    result['pred_scores'] = [float(v) for v in out.pred_scores]
+                results.append(result)
         return results
 
 
 def inference_model(model: ModelType, inputs: Union[InputType, Sequence[InputType]],
                     questions: Union[str, Sequence[str], None] = None,
                     **generate_kwargs) -> Union[dict, List[dict]]:
-    """Answer a question about an image (or a batch) in one call.
+    """Answer a question about an image or a clip (or a batch) in one call.
 
     Args:
         model: A zoo name (its weights loaded as ``pretrained=True``), a config path, or a
             model from :func:`get_model`.
-        inputs: An image or a list of images (a list means a batch).
+        inputs: An image or a clip (video file, rawframe folder, (T, H, W, 3) array), or a
+            list of them (a list means a batch).
         questions: A question, a list of questions (one per image), or ``None`` for the
             model's default question.
         **generate_kwargs: transformers ``generate`` keywords; greedy by default.

@@ -1,4 +1,13 @@
 """Datasets (annotations -> samples), samplers, the tiny rendered data, and the transforms."""
+from .action_lists import (
+    OPEN_QUESTION,
+    ActionListDataset,
+    ActionListEntry,
+    action_question,
+    closed_set_question,
+    llava_action_sample,
+    read_action_list,
+)
 from .benchmarks import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
 from .coco_caption import COCOCaptionDataset
 from .collate import llava_collate
@@ -27,3 +36,7 @@ __all__ = [
     'render_mocap_actions'
 ] + list(_transform_names)
 __all__ += ['GQADataset', 'POPEDataset', 'ScienceQADataset', 'TextVQADataset']
+__all__ += [
+    'ActionListDataset', 'ActionListEntry', 'OPEN_QUESTION', 'action_question',
+    'closed_set_question', 'llava_action_sample', 'read_action_list'
+]

@@ -8,6 +8,10 @@ The annotation file is a JSON list of records::
                        {"from": "gpt", "value": "The bus is white and red."}, ...]}
 
 Single-image, multi-image (``"image": [..]``) and text-only records may be mixed in one file.
+Clips go in ``"video"`` (a path or a list: video files or rawframe folders, relative to the
+same ``img_prefix``, with an optional ``"total_frames"`` for rawframe folders) and take
+``<video>`` placeholders; images and clips mix in one record, each kind counted and ordered by
+its placeholders (``LoadVisuals`` interleaves them).
 
 Lazy: the dataset keeps the raw records (serialized by mmengine, so dataloader workers share
 them) and turns one into messages only when it is asked for (:meth:`get_data_info`). At init it
@@ -47,6 +51,7 @@ from mmllava.conversation import IGNORE_INDEX, from_llava_conversations
 from mmllava.registry import DATASETS, TRANSFORMS
 
 IMAGE_PLACEHOLDER = '<image>'
+VIDEO_PLACEHOLDER = '<video>'
 
 # Problem kinds, shared by the datasets and tools/analysis_tools/check_dataset.py.
 MISSING_IMAGE = 'missing_image'
@@ -295,6 +300,17 @@ def _image_list(record: dict) -> List[str]:
     raise ValueError(f'"image" must be a path or a list of paths, got {images!r}')
 
 
+def _video_list(record: dict) -> List[str]:
+    videos = record.get('video')
+    if videos is None:
+        return []
+    if isinstance(videos, str):
+        return [videos]
+    if isinstance(videos, (list, tuple)) and all(isinstance(p, str) for p in videos):
+        return list(videos)
+    raise ValueError(f'"video" must be a path or a list of paths, got {videos!r}')
+
+
 def _count_words(conversations) -> int:
     return sum(len(str(turn.get('value', '')).split()) for turn in conversations)
 
@@ -354,6 +370,7 @@ class LLaVAInstructDataset(BaseLlavaDataset):
         try:
             images = _image_list(record)
             messages = from_llava_conversations(record.get('conversations'), training=False)
+            videos = _video_list(record)
         except ValueError as e:
             self._invalid(sample_id, MALFORMED, str(e))
         if self.check_images:
@@ -361,35 +378,50 @@ class LLaVAInstructDataset(BaseLlavaDataset):
                 full = self.image_path(path)
                 if not osp.exists(full):
                     self._invalid(sample_id, MISSING_IMAGE, 'image file not found', full)
+            for path in videos:
+                full = self.image_path(path)
+                if not osp.exists(full):
+                    self._invalid(sample_id, MISSING_IMAGE, 'video not found', full)
         if not self.test_mode and not any(m['role'] == 'assistant' for m in messages):
             self._invalid(sample_id, NO_GPT_TURN, 'conversations have no "gpt" turn: nothing '
                           'to train on')
-        placeholders = sum(m['content'].count(IMAGE_PLACEHOLDER) for m in messages)
-        if placeholders != len(images) and not (
-                placeholders == 0 and len(images) == 1 and self.prepend_missing_image):
-            self._invalid(sample_id, IMAGE_COUNT_MISMATCH,
-                          f'{placeholders} {IMAGE_PLACEHOLDER} placeholder(s) in the '
-                          f'conversations but {len(images)} image(s) {images}')
+        for tag, given, what in ((IMAGE_PLACEHOLDER, images, 'image'),
+                                 (VIDEO_PLACEHOLDER, videos, 'video')):
+            placeholders = sum(m['content'].count(tag) for m in messages)
+            if placeholders != len(given) and not (
+                    placeholders == 0 and len(given) == 1 and len(images) + len(videos) == 1
+                    and self.prepend_missing_image):
+                self._invalid(sample_id, IMAGE_COUNT_MISMATCH,
+                              f'{placeholders} {tag} placeholder(s) in the conversations but '
+                              f'{len(given)} {what}(s) {given}')
         length = max(1, _count_words(record['conversations']))
-        record['modality_length'] = length if images else -length
+        record['modality_length'] = length if images or videos else -length
         record.setdefault('id', index)
         return record
 
     def parse_record(self, record: dict) -> dict:
         """Messages and image paths of a record (``<image>`` placed, see the module doc)."""
         images = _image_list(record)
+        videos = _video_list(record)
         messages = from_llava_conversations(record['conversations'],
                                             training=not self.test_mode)
-        if len(images) == 1:
-            # The original's preprocess_multimodal: "<image>\n" first in its turn.
+        if len(images) + len(videos) == 1:
+            # The original's preprocess_multimodal: "<image>\n" first in its turn (and so
+            # "<video>\n" for a clip).
+            tag = IMAGE_PLACEHOLDER if images else VIDEO_PLACEHOLDER
             found = False
             for m in messages:
-                if IMAGE_PLACEHOLDER in m['content']:
-                    rest = m['content'].replace(IMAGE_PLACEHOLDER, '').strip()
-                    m['content'] = f'{IMAGE_PLACEHOLDER}\n{rest}'.strip()
+                if tag in m['content']:
+                    rest = m['content'].replace(tag, '').strip()
+                    m['content'] = f'{tag}\n{rest}'.strip()
                     found = True
             if not found:
                 first = next(m for m in messages if m['role'] == 'user')
-                first['content'] = f'{IMAGE_PLACEHOLDER}\n{first["content"]}'
-        return dict(sample_id=record['id'], images=[self.image_path(p) for p in images],
+                first['content'] = f'{tag}\n{first["content"]}'
+        info = dict(sample_id=record['id'], images=[self.image_path(p) for p in images],
                     messages=messages)
+        if videos:
+            info['videos'] = [self.image_path(p) for p in videos]
+            if record.get('total_frames') is not None:  # rawframe folders, as their lists say
+                info['total_frames'] = record['total_frames']
+        return info

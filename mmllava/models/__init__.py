@@ -3,6 +3,7 @@ from .llava import IMAGE_TOKEN_INDEX, LLaVA
 from .llm import build_causal_lm
 from .peft import apply_lora, find_linear_names, merge_lora, to_lora_keys
 from .projectors import build_projector
+from .quantize import Int8DynamicLinear, quantize_llm_int8
 from .video import (
     AvgPool2x2FramePooling,
     NoFramePooling,
@@ -13,9 +14,10 @@ from .video import (
 from .vision import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
 
 __all__ = [
-    'AvgPool2x2FramePooling', 'NoFramePooling', 'SpatialTemporalFramePooling',
+    'AvgPool2x2FramePooling', 'Int8DynamicLinear', 'NoFramePooling',
+    'SpatialTemporalFramePooling',
     'build_frame_pooling', 'frame_position_embedding', 'HFCLIPVisionEncoder', 'IMAGE_TOKEN_INDEX',
     'LLaVA', 'LlavaDataPreprocessor',
     'OpenCLIPVisionEncoder', 'apply_lora', 'build_causal_lm', 'build_projector',
-    'find_linear_names', 'merge_lora', 'to_lora_keys'
+    'find_linear_names', 'merge_lora', 'quantize_llm_int8', 'to_lora_keys'
 ]

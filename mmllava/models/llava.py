@@ -1,5 +1,7 @@
 """LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
+import copy
 import warnings
+from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -12,6 +14,24 @@ from mmllava.registry import MODELS
 from .video import build_frame_pooling, frame_position_embedding
 
 _TASK_FIELDS = {'caption': 'pred_caption'}
+
+
+def _read_class_names(class_names) -> Optional[List[str]]:
+    """Class names from a list or a label map file (one name a line)."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, Path)):
+        path = Path(class_names)
+        if not path.is_file():
+            raise FileNotFoundError(f'class_names: label map file {path} does not exist')
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    else:
+        names = [str(n) for n in class_names]
+    if not names:
+        raise ValueError('class_names is empty')
+    if len(set(names)) != len(names):
+        raise ValueError(f'class_names has duplicates: {names}')
+    return names
 
 
 @MODELS.register_module()
@@ -53,6 +73,14 @@ class LLaVA(BaseModel):
             embedding scale) when finetuning on clips to tag each frame's tokens with its
             index. The temporal means of ``'spatial_temporal'`` stay order-blind either way
             (the mean of added positions is a constant).
+        class_names (list[str] | str, optional): A closed set of answers (or a label map file,
+            one class a line). ``predict`` then also ranks them by their likelihood as the
+            answer (:meth:`score_answers`) into ``pred_scores`` (softmax over the classes) and
+            ``pred_label``. Action models set it.
+        answer_template (str): The conversation template the class names are tokenized with
+            as answers (the one the model was trained with). Defaults to ``'vicuna_v1'``.
+        class_chunk_size (int): Classes scored per batched pass (bounds the memory of the
+            repeated prefix cache). Defaults to 64.
         init_cfg (dict, optional): mmengine initialization config.
     """
 
@@ -72,6 +100,9 @@ class LLaVA(BaseModel):
                  lora: Optional[dict] = None,
                  video_pooling: Optional[Union[str, dict]] = None,
                  frame_position_scale: float = 0.0,
+                 class_names: Union[None, str, Sequence[str]] = None,
+                 answer_template: str = 'vicuna_v1',
+                 class_chunk_size: int = 64,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor')
@@ -92,6 +123,13 @@ class LLaVA(BaseModel):
         self.image_token_index = image_token_index
         self.video_pooling = build_frame_pooling(video_pooling)
         self.frame_position_scale = frame_position_scale
+        # A label map file is read on first use: training configs may name one that only
+        # exists where the data does.
+        self._class_names = class_names if isinstance(class_names, (str, Path)) else \
+            _read_class_names(class_names)
+        self.answer_template = answer_template
+        self.class_chunk_size = class_chunk_size
+        self._class_ids = None
         self._freeze(self.vision_tower, freeze_vision_encoder)
         self._freeze(self.projector, freeze_projector)
         self._freeze(self.llm, freeze_llm)
@@ -275,22 +313,131 @@ class LLaVA(BaseModel):
         embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
 
+    # ------------------------------------------------------------------ closed-set ranking
+    @property
+    def class_names(self) -> Optional[List[str]]:
+        """The closed set of answers (``None`` for open-ended models)."""
+        if isinstance(self._class_names, (str, Path)):
+            self._class_names = _read_class_names(self._class_names)
+        return self._class_names
+
+    def class_token_ids(self) -> List[List[int]]:
+        """Each class name's ids as an answer (its end token included), as training made them.
+
+        The answer is tokenized inside a one-turn conversation with :attr:`answer_template`
+        and its trainable labels are kept, so the ids are exactly those the model learned to
+        produce (and the end token keeps "walking" from being a prefix of "walking backward").
+        """
+        if self.class_names is None:
+            raise ValueError('The model has no class_names to rank')
+        if self._class_ids is None:
+            if self.tokenizer is None:
+                raise RuntimeError('Ranking class names needs a tokenizer; set model.tokenizer')
+            from mmllava.conversation import tokenize_conversation
+            ids = []
+            for name in self.class_names:
+                out = tokenize_conversation(
+                    [dict(role='user', content='?'), dict(role='assistant', content=name)],
+                    self.tokenizer, self.answer_template)
+                ids.append([t for t in out['labels'] if t != IGNORE_INDEX])
+            self._class_ids = ids
+        return self._class_ids
+
+    @torch.no_grad()
+    def score_answers(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                      pixel_values: Optional[torch.Tensor], candidates: Sequence[Sequence[int]],
+                      visual_frames: Optional[Sequence[int]] = None) -> torch.Tensor:
+        """Log-likelihood of each candidate answer after each prompt, prefix computed once.
+
+        The (left padded) prompts run once with the KV cache kept; then every candidate of
+        every prompt runs in one batched pass over the repeated cache (in chunks of
+        ``class_chunk_size`` candidates), not one generate per class.
+
+        Args:
+            input_ids (Tensor): (B, L) prompts ending with the generation prompt.
+            attention_mask (Tensor, optional): (B, L), left padding.
+            pixel_values (Tensor, optional): The prompts' visuals, as in :meth:`generate`.
+            candidates: C id sequences (each ends with its stop token).
+            visual_frames: Frames per visual, as in :meth:`embed_inputs`.
+
+        Returns:
+            Tensor: (B, C) summed log-probabilities of the candidates' ids (float32).
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if not candidates or any(len(c) == 0 for c in candidates):
+            raise ValueError('Every candidate answer needs at least one token')
+        longest = max(len(c) for c in candidates)
+        self._check_length(input_ids.shape[1] + longest)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
+                       position_ids=self._position_ids(attention_mask), use_cache=True)
+        first = out.logits[:, -1].float().log_softmax(-1)  # (B, V): each candidate's 1st id
+        cache = out.past_key_values
+        device = input_ids.device
+        batch = input_ids.shape[0]
+        start = attention_mask.long().sum(-1)  # the candidates' first position per prompt
+        scores = []
+        chunk = max(1, int(self.class_chunk_size))
+        for lo in range(0, len(candidates), chunk):
+            group = candidates[lo:lo + chunk]
+            c = len(group)
+            ids = torch.zeros(c, longest, dtype=torch.long, device=device)
+            mask = torch.zeros(c, longest, dtype=torch.long, device=device)
+            for i, cand in enumerate(group):
+                ids[i, :len(cand)] = torch.as_tensor(list(cand), device=device)
+                mask[i, :len(cand)] = 1
+            score = first[:, ids[:, 0]]  # (B, c)
+            if longest > 1:
+                # Rows ordered prompt-major: row b * c + j is prompt b with candidate j.
+                feed = ids[:, :-1].repeat(batch, 1)
+                full_mask = torch.cat([attention_mask.repeat_interleave(c, 0),
+                                       mask[:, :-1].repeat(batch, 1)], 1)
+                positions = (start.repeat_interleave(c)[:, None]
+                             + torch.arange(longest - 1, device=device))
+                # The cache grows in place: the last chunk may use it, the others a copy.
+                rows = copy.deepcopy(cache) if lo + chunk < len(candidates) else cache
+                rows.batch_repeat_interleave(c)
+                logits = self.llm(input_ids=feed, attention_mask=full_mask,
+                                  position_ids=positions, past_key_values=rows,
+                                  use_cache=True).logits
+                logp = logits.float().log_softmax(-1)
+                target = ids[:, 1:].repeat(batch, 1)
+                picked = logp.gather(-1, target[..., None])[..., 0]
+                picked = picked * mask[:, 1:].repeat(batch, 1)
+                score = score + picked.sum(-1).view(batch, c)
+            scores.append(score)
+        return torch.cat(scores, 1)
+
     def predict(self, inputs: dict, data_samples: Optional[list] = None,
                 **generate_kwargs) -> list:
-        """Generate and decode; results go to ``pred_answer`` or ``pred_caption``."""
+        """Generate and decode; results go to ``pred_answer`` or ``pred_caption``.
+
+        With ``class_names`` the classes are also ranked by likelihood (:meth:`score_answers`):
+        ``pred_scores`` (a softmax over the classes, in their order) and ``pred_label``.
+        """
         if self.tokenizer is None:
             raise RuntimeError('predict needs a tokenizer to decode; set model.tokenizer')
         ids = self.generate(inputs['input_ids'], inputs.get('attention_mask'),
                             inputs.get('pixel_values'), inputs.get('visual_frames'),
                             **generate_kwargs)
         texts = self.decode(ids)
+        probs = None
+        if self.class_names is not None:
+            loglik = self.score_answers(inputs['input_ids'], inputs.get('attention_mask'),
+                                        inputs.get('pixel_values'), self.class_token_ids(),
+                                        inputs.get('visual_frames'))
+            probs = loglik.softmax(-1).cpu()
         if data_samples is None:
             from mmpretrain.structures import DataSample
             data_samples = [DataSample() for _ in texts]
         field = _TASK_FIELDS.get(self.task, 'pred_answer')
-        for sample, text, row in zip(data_samples, texts, ids):
+        for i, (sample, text, row) in enumerate(zip(data_samples, texts, ids)):
             sample.set_field(text, field)
             sample.set_field(row.tolist(), 'pred_token_ids')
+            if probs is not None:
+                sample.set_field(probs[i], 'pred_scores')
+                sample.set_field(int(probs[i].argmax()), 'pred_label')
         return data_samples
 
     def decode(self, ids: torch.Tensor) -> List[str]:

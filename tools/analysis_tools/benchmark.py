@@ -30,6 +30,13 @@ over ``LlavaForConditionalGeneration`` with the same weights, batch and frozen p
 - ``train_peak_memory`` (MiB): the worker's peak RSS over those steps.
 - outputs equal: the losses of every step agree within 1e-4 (the same weights, batch and
   updates give the same losses).
+
+With ``--quant`` (mmllava only): the same inference runs for the model in fp32, in bf16 and in
+fp32 with the LLM's linear layers in dynamic int8 (``get_model(..., load_8bit=True)``), each in
+its own worker, plus ``model_memory`` (MiB of parameters and buffers). ``ratio`` compares with
+fp32 (``> 1``: better); ``answer_agreement`` is the share of the 9 prompts (the single one and
+the batch of 8) whose greedy answer equals fp32's token for token, ``token_agreement`` the share
+of equal positions.
 """
 import argparse
 import json
@@ -55,6 +62,7 @@ TRAIN_BATCH = 4
 TRAIN_TEXT_TOKENS = 128
 TRAIN_STEPS = 3
 TRAIN_SIZES = ('tiny', 'small')
+QUANT_VARIANTS = ('fp32', 'bf16', 'int8')
 
 _TEXT_COMMON = dict(max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                     tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS)
@@ -95,6 +103,7 @@ TRAIN_METRICS = [
     ('train_throughput', 'samples/s', True),
     ('train_peak_memory', 'MiB', False),
 ]
+QUANT_METRICS = METRICS + [('model_memory', 'MiB', False)]
 FRAMEWORKS = ('mmllava', 'transformers')
 
 
@@ -138,15 +147,15 @@ def build_transformers(size: str):
     return model.eval()
 
 
-def build_mmllava(size: str):
-    """mmllava's LLaVA with the same architecture, uninitialized."""
+def build_mmllava(size: str, dtype: str = None):
+    """mmllava's LLaVA with the same architecture, uninitialized (in the size's dtype)."""
     import torch
     from transformers.initialization import no_init_weights
 
     import mmllava.models  # noqa: F401  (registers the modules)
     from mmllava.registry import MODELS
 
-    dtype = SIZES[size]['dtype']
+    dtype = dtype or SIZES[size]['dtype']
     cfg = dict(
         type='LLaVA',
         vision_encoder=dict(type='HFCLIPVisionEncoder',
@@ -179,17 +188,22 @@ def make_weights(size: str, path: str, seed: int = 0) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
 
 
-def load_model(framework: str, size: str, weights: str):
+def load_model(framework: str, size: str, weights: str, variant: str = None):
+    """Load the weights; ``variant`` (mmllava, ``--quant``) is one of ``QUANT_VARIANTS``."""
     from safetensors.torch import load_file
 
     state = load_file(weights)
     if framework == 'transformers':
         model = build_transformers(size)
     else:
-        model = build_mmllava(size)
+        dtype = {'fp32': 'float32', 'bf16': 'bfloat16', 'int8': 'float32'}.get(variant)
+        model = build_mmllava(size, dtype)
         from mmllava.convert import hf_to_mmllava
         state = hf_to_mmllava(state)  # the weights are saved from transformers' memory layout
     model.load_state_dict(state, strict=True)
+    if variant == 'int8':
+        from mmllava.models.quantize import quantize_llm_int8
+        quantize_llm_int8(model)  # what get_model(..., load_8bit=True) does after loading
     return model
 
 
@@ -406,7 +420,8 @@ def _run(generate, inputs: dict, warmup: bool) -> dict:
         seconds=t2 - t0, foreign_cpu=foreign)
 
 
-def worker(framework: str, size: str, weights: str, threads: int, train: bool = False) -> None:
+def worker(framework: str, size: str, weights: str, threads: int, train: bool = False,
+           variant: str = None) -> None:
     """Load a model, then answer ``run`` / ``warmup`` lines on stdin with JSON lines."""
     # The protocol owns the real stdout; anything else printed goes to stderr.
     proto = os.fdopen(os.dup(1), 'w', buffering=1)
@@ -416,7 +431,11 @@ def worker(framework: str, size: str, weights: str, threads: int, train: bool = 
 
     import torch
     torch.set_num_threads(threads)
-    model = load_model(framework, size, weights)
+    model = load_model(framework, size, weights, variant)
+    model_bytes = None
+    if variant is not None:
+        from mmllava.models.quantize import module_bytes
+        model_bytes = module_bytes(model)
     if train:
         inputs = make_train_inputs(size)
         step = _trainer(framework, model, size)
@@ -437,6 +456,8 @@ def worker(framework: str, size: str, weights: str, threads: int, train: bool = 
         else:
             result = _run(generate, inputs, warmup=(cmd == 'warmup'))
         result['rss_loaded_kib'] = rss_loaded
+        if model_bytes is not None:
+            result['model_bytes'] = model_bytes
         proto.write(json.dumps(result) + '\n')
 
 
@@ -445,13 +466,14 @@ class Worker:
     """A worker subprocess driven line by line."""
 
     def __init__(self, framework: str, size: str, weights: str, threads: int,
-                 train: bool = False):
-        self.framework = framework
+                 train: bool = False, variant: str = None):
+        self.framework = framework if variant is None else f'{framework} {variant}'
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                    TRANSFORMERS_VERBOSITY='error', TOKENIZERS_PARALLELISM='false')
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), '--worker', framework, '--size', size,
-             '--weights', weights, '--threads', str(threads)] + (['--train'] if train else []),
+             '--weights', weights, '--threads', str(threads)] + (['--train'] if train else [])
+            + (['--variant', variant] if variant else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def read(self) -> dict:
@@ -499,8 +521,12 @@ def _wait_for_quiet(max_foreign: float, max_wait: float, own_pids) -> None:
 
 
 def _measure(size: str, repeats: int, threads: int, tmpdir: str, retries: int,
-             max_foreign: float, max_wait: float, train: bool = False) -> dict:
+             max_foreign: float, max_wait: float, train: bool = False,
+             variants: tuple = ()) -> dict:
     """Start both workers on the same random weights; return their interleaved runs.
+
+    With ``variants``, the workers are mmllava's in those ``QUANT_VARIANTS`` instead, and the
+    runs are keyed by variant.
 
     On a shared machine, another process's burst spoils a run. Before each run, wait up to
     ``max_wait`` seconds for others to use at most ``max_foreign`` of the CPU; a run during
@@ -510,7 +536,10 @@ def _measure(size: str, repeats: int, threads: int, tmpdir: str, retries: int,
     t = time.perf_counter()
     make_weights(size, weights)
     log(f'{size}: random weights built in {time.perf_counter() - t:.1f}s')
-    workers = {fw: Worker(fw, size, weights, threads, train) for fw in FRAMEWORKS}
+    if variants:
+        workers = {v: Worker('mmllava', size, weights, threads, variant=v) for v in variants}
+    else:
+        workers = {fw: Worker(fw, size, weights, threads, train) for fw in FRAMEWORKS}
     mode = 'train' if train else 'inference'
     clean = False
     try:
@@ -523,7 +552,7 @@ def _measure(size: str, repeats: int, threads: int, tmpdir: str, retries: int,
             t = time.perf_counter()
             w.ask('warmup')
             log(f'{size}: {fw} {mode} warm-up {time.perf_counter() - t:.1f}s')
-        runs = {fw: [] for fw in FRAMEWORKS}
+        runs = {fw: [] for fw in workers}
         for i in range(repeats):
             for fw, w in workers.items():  # interleaved: A, B, A, B, ...
                 for attempt in range(retries + 1):
@@ -601,6 +630,68 @@ def bench_train(size: str, repeats: int, threads: int, tmpdir: str, retries: int
                  repeats)
 
 
+def bench_quant(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,
+                max_foreign: float = 0.1, max_wait: float = 0.0) -> list:
+    """Benchmark mmllava in fp32, bf16 and int8 (``load_8bit``) at one size; returns its rows.
+
+    A row per variant and metric: the median ``value``, its ``ratio`` to fp32 (``> 1``:
+    better) and the variant's agreement with fp32's greedy answers.
+    """
+    runs = _measure(size, repeats, threads, tmpdir, retries, max_foreign, max_wait,
+                    variants=QUANT_VARIANTS)
+    for res in (r for rs in runs.values() for r in rs):
+        res['peak_memory'] = res['peak_memory_kib'] / 1024
+        res['peak_memory_over_weights'] = (res['peak_memory_kib'] - res['rss_loaded_kib']) / 1024
+        res['model_memory'] = res['model_bytes'] / 2**20
+    worst = round(max(r['foreign_cpu'] for rs in runs.values() for r in rs), 3)
+    medians = {v: {m: statistics.median(r[m] for r in runs[v]) for m, _, _ in QUANT_METRICS}
+               for v in runs}
+    rows = []
+    for variant in runs:
+        # Every measured run's answers against fp32's run of the same round.
+        answers = equal_answers = tokens = equal_tokens = 0
+        for ours, ref in zip(runs[variant], runs['fp32']):
+            for field in ('single_ids', 'batch_ids'):
+                e, n = _agreement(ours[field], ref[field])
+                equal_tokens, tokens = equal_tokens + e, tokens + n
+                answers += len(ref[field])
+                equal_answers += sum(a == b for a, b in zip(ours[field], ref[field]))
+        for metric, unit, higher in QUANT_METRICS:
+            value, base = medians[variant][metric], medians['fp32'][metric]
+            ratio = value / base if higher else (base / value if value > 0 else float('inf'))
+            rows.append(dict(size=size, variant=variant, metric=metric, unit=unit,
+                             value=round(value, 3), ratio=round(ratio, 3),
+                             answer_agreement=round(equal_answers / answers, 4),
+                             token_agreement=round(equal_tokens / tokens, 4),
+                             threads=threads, repeats=repeats, max_foreign_cpu=worst))
+    return rows
+
+
+def quant_table(rows: list) -> str:
+    """The ``--quant`` rows as markdown: one line per size and metric, a column per variant."""
+    variants = [v for v in QUANT_VARIANTS if any(r['variant'] == v for r in rows)]
+    lines = ['| size | metric | unit | ' + ' | '.join(variants) + ' | '
+             + ' | '.join(f'{v}/fp32' for v in variants if v != 'fp32') + ' |',
+             '|---|---|---|' + '---:|' * (2 * len(variants) - 1)]
+    keys = list(dict.fromkeys((r['size'], r['metric'], r['unit']) for r in rows))
+    by = {(r['size'], r['metric'], r['variant']): r for r in rows}
+    for size, metric, unit in keys:
+        values = ' | '.join(f'{by[size, metric, v]["value"]:.2f}' for v in variants)
+        ratios = ' | '.join(f'{by[size, metric, v]["ratio"]:.2f}' for v in variants
+                            if v != 'fp32')
+        lines.append(f'| {size} | {metric} | {unit} | {values} | {ratios} |')
+    lines.append('')
+    for size, metric, _ in keys:
+        if metric != QUANT_METRICS[0][0]:
+            continue  # the agreement is the same on every row of a size and variant
+        for v in variants[1:]:
+            r = by[size, metric, v]
+            lines.append(f'- {size} {v}: greedy answers equal to fp32 on '
+                         f'{r["answer_agreement"]:.0%} of prompts, '
+                         f'{r["token_agreement"]:.1%} of tokens')
+    return '\n'.join(lines)
+
+
 def markdown_table(rows: list) -> str:
     lines = ['| size | dtype | metric | unit | mmllava | transformers | ratio | outputs equal |',
              '|---|---|---|---|---:|---:|---:|---|']
@@ -631,7 +722,12 @@ def parse_args(argv=None):
                         help=f'add training rows (sizes {", ".join(TRAIN_SIZES)})')
     parser.add_argument('--only-train', action='store_true',
                         help='training rows only (implies --train)')
+    parser.add_argument('--quant', action='store_true',
+                        help='add rows for mmllava in fp32, bf16 and int8 (load_8bit)')
+    parser.add_argument('--only-quant', action='store_true',
+                        help='the --quant rows only')
     parser.add_argument('--worker', choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    parser.add_argument('--variant', choices=QUANT_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument('--size', help=argparse.SUPPRESS)
     parser.add_argument('--weights', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -648,7 +744,8 @@ def main(argv=None) -> list:
         import torch
         args.threads = torch.get_num_threads()
     if args.worker:
-        worker(args.worker, args.size, args.weights, args.threads, train=args.train)
+        worker(args.worker, args.size, args.weights, args.threads, train=args.train,
+               variant=args.variant)
         return []
     if args.repeats < 1:
         raise SystemExit('--repeats must be at least 1')
@@ -656,16 +753,23 @@ def main(argv=None) -> list:
     rows = []
     with tempfile.TemporaryDirectory(prefix='mmllava_bench_') as tmpdir:
         for size in args.sizes:
-            if not args.only_train:
+            if not (args.only_train or args.only_quant):
                 rows += bench_size(size, args.repeats, args.threads, tmpdir, args.retries,
                                    args.max_foreign_cpu, args.max_wait)
-            if (args.train or args.only_train) and size in TRAIN_SIZES:
+            if (args.train or args.only_train) and not args.only_quant and size in TRAIN_SIZES:
                 rows += bench_train(size, args.repeats, args.threads, tmpdir, args.retries,
+                                    args.max_foreign_cpu, args.max_wait)
+            if args.quant or args.only_quant:
+                rows += bench_quant(size, args.repeats, args.threads, tmpdir, args.retries,
                                     args.max_foreign_cpu, args.max_wait)
     elapsed = time.perf_counter() - start
     log(f'done in {elapsed:.0f}s ({args.threads} threads, {args.repeats} repeats, '
         f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)')
-    print(markdown_table(rows))
+    compared = [r for r in rows if 'variant' not in r]
+    if compared:
+        print(markdown_table(compared))
+    if len(compared) < len(rows):
+        print(quant_table([r for r in rows if 'variant' in r]))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(rows, f, indent=2)

@@ -8,13 +8,26 @@ the same command always gives the same ``tokenizer.model``. The repo's
 Example::
 
     python tools/misc/train_tokenizer.py --out resources/tiny-tokenizer --vocab-size 1000
+
+``--llava-json`` trains on a dataset's own text instead: every turn of LLaVA instruction JSON
+files (``<image>``/``<video>`` dropped) plus the ``--template``'s system prompt and role tags,
+as the MoCap-Actions model's tokenizer is made::
+
+    python tools/misc/train_tokenizer.py --out resources/llava-tiny_mocap-actions \
+        --vocab-size 320 --llava-json data/mocap_actions/train_llava.json --template vicuna_v1
 """
 import argparse
 import itertools
+import json
 import os.path as osp
-from typing import List
+from typing import List, Sequence
 
-from mmllava.conversation import BUILTIN_TEMPLATES, train_sentencepiece
+from mmllava.conversation import (
+    BUILTIN_TEMPLATES,
+    VISUAL_PLACEHOLDERS,
+    build_prompt,
+    train_sentencepiece,
+)
 
 SUBJECTS = ['a man', 'a woman', 'the boy', 'the girl', 'two people', 'an old man', 'a child',
             'the person', 'a dancer', 'the athlete', 'a group of friends', 'the player',
@@ -60,12 +73,43 @@ def builtin_corpus() -> List[str]:
     return lines
 
 
+def llava_json_corpus(files: Sequence[str], template: str) -> List[str]:
+    """The text of LLaVA instruction JSON files and of a template's prompt, one line each.
+
+    Every distinct turn value (visual placeholders removed) and one rendered prompt of the
+    template (system prompt and role tags), so the tokenizer covers all the text it will see.
+    """
+    lines = []
+    for path in files:
+        with open(path, encoding='utf-8') as f:
+            samples = json.load(f)
+        for i, sample in enumerate(samples):
+            if not isinstance(sample, dict) or 'conversations' not in sample:
+                raise ValueError(f'{path}: sample {i} has no "conversations"')
+            for turn in sample['conversations']:
+                text = str(turn['value'])
+                for placeholder in VISUAL_PLACEHOLDERS:
+                    text = text.replace(placeholder, '')
+                lines.append(text.strip())
+    lines = sorted(set(line for line in lines if line))
+    if not lines:
+        raise ValueError(f'No text in {list(files)}')
+    lines.append(build_prompt([dict(role='user', content='x'), dict(role='assistant',
+                                                                     content='y')],
+                              template, add_generation_prompt=False))
+    return lines
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', required=True, help='output directory for tokenizer.model')
     parser.add_argument('--vocab-size', type=int, default=1000)
     parser.add_argument('--text', nargs='*', default=[],
                         help='text files to train on (default: the built-in corpus)')
+    parser.add_argument('--llava-json', nargs='*', default=[],
+                        help='LLaVA instruction JSON files to train on (with --template)')
+    parser.add_argument('--template', default='vicuna_v1',
+                        help='template whose prompt text joins --llava-json text')
     parser.add_argument('--model-type', default='bpe', choices=['bpe', 'unigram'])
     parser.add_argument('--no-chatml-tokens', action='store_true',
                         help='leave out the <|im_start|> and <|im_end|> pieces')
@@ -78,6 +122,8 @@ def main():
     for path in args.text:
         with open(path, encoding='utf-8') as f:
             texts.append(f.read())
+    if args.llava_json:
+        texts += llava_json_corpus(args.llava_json, args.template)
     if not texts:
         texts = builtin_corpus()
     symbols = [] if args.no_chatml_tokens else ['<|im_start|>', '<|im_end|>']

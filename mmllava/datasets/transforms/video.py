@@ -13,6 +13,7 @@ import os
 import os.path as osp
 import re
 import warnings
+import zlib
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -209,14 +210,36 @@ class LoadVisuals(BaseTransform):
         tokens_per_image (int): Tokens of one encoded frame (576 for CLIP ViT-L/14-336).
         video_pooling (str | dict, optional): The model's ``video_pooling``, to count a clip's
             tokens; a clip of one frame counts as an image, as the model treats it.
+        frame_order (str): ``'temporal'`` (default); ``'shuffled'`` (a random permutation of
+            each clip's sampled frames, seeded by ``seed`` and the sample id, so the same
+            sample is shuffled the same way every time) or ``'reversed'``: probes of whether
+            a model uses frame order.
+        seed (int): Seed of ``'shuffled'``.
     """
 
+    FRAME_ORDERS = ('temporal', 'shuffled', 'reversed')
+
     def __init__(self, num_frames: int = 8, tokens_per_image: int = 576,
-                 video_pooling: Union[None, str, dict] = None):
+                 video_pooling: Union[None, str, dict] = None, frame_order: str = 'temporal',
+                 seed: int = 0):
         from mmllava.models.video import build_frame_pooling  # torch only, no model weights
+        if frame_order not in self.FRAME_ORDERS:
+            raise ValueError(f'frame_order must be one of {self.FRAME_ORDERS}, '
+                             f'got {frame_order!r}')
         self.num_frames = num_frames
         self.tokens_per_image = tokens_per_image
         self.video_pooling = build_frame_pooling(video_pooling)
+        self.frame_order = frame_order
+        self.seed = seed
+
+    def _reorder(self, frames: List[np.ndarray], sample_id, index: int) -> List[np.ndarray]:
+        if self.frame_order == 'reversed':
+            return frames[::-1]
+        if self.frame_order == 'shuffled':
+            key = zlib.crc32(f'{self.seed}/{sample_id}/{index}'.encode())
+            order = np.random.default_rng(key).permutation(len(frames))
+            return [frames[i] for i in order]
+        return frames
 
     def _tokens(self, frames: int) -> int:
         if frames == 1:
@@ -259,7 +282,9 @@ class LoadVisuals(BaseTransform):
                 if kind == 'image':
                     loaded = [np.array(load_image(src), dtype=np.uint8)]
                 else:
-                    loaded = load_video_frames(src, self.num_frames, total_frames=total)
+                    loaded = self._reorder(
+                        load_video_frames(src, self.num_frames, total_frames=total), sid,
+                        len(counts))
             except FileNotFoundError as e:
                 raise FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}') from e
             except (ValueError, TypeError) as e:
@@ -280,7 +305,7 @@ class LoadVisuals(BaseTransform):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_frames={self.num_frames}, '
                 f'tokens_per_image={self.tokens_per_image}, '
-                f'video_pooling={self.video_pooling!r})')
+                f'video_pooling={self.video_pooling!r}, frame_order={self.frame_order!r})')
 
 
 

@@ -45,19 +45,30 @@ class ActionAccuracy(GenerationMetric):
     the ranking; without, ``top1`` and ``mean_class_acc`` come from the generated text (no
     ``top5``). Always ``exact_match`` (generated text equals the true class name, after
     :func:`normalize_action`) and ``invalid_rate`` (text that names no class), plus
-    ``num_samples``, ``num_empty``.
+    ``num_samples``, ``num_empty``. With ``pairs``, ``pair_acc/{a}|{b}``: the top-1
+    accuracy over the samples of classes a and b (e.g. a time-reversed pair); with
+    ``per_class``, ``class_acc/{name}``.
 
     Args:
         classes (Sequence[str] | str): Class names, or a label map file (one name a line).
         topk (Sequence[int]): The k of top-k with scores. Defaults to (1, 5).
+        pairs (Sequence[Sequence[str]]): Class pairs whose joint accuracy is reported.
+        per_class (bool): Report each class's accuracy.
+        confusion_matrix (str, optional): Write the confusion matrix (rows: true class,
+            columns: predicted, each row normalized; from the ranking when there are scores)
+            as a picture to this path. ``tools/test.py`` sets it to
+            ``WORK_DIR/confusion_matrix.png`` when a config leaves it out.
         **kwargs: :class:`GenerationMetric` arguments.
     """
     default_prefix = 'action'
     gt_key = 'gt_label'
 
     def __init__(self, classes: Union[Sequence[str], str], topk: Sequence[int] = (1, 5),
-                 **kwargs):
+                 pairs: Sequence[Sequence[str]] = (), per_class: bool = False,
+                 confusion_matrix: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
+        self.per_class = per_class
+        self.confusion_matrix = confusion_matrix
         self.classes = read_label_map(classes) if isinstance(classes, str) else list(classes)
         index = {}
         for i, name in enumerate(self.classes):
@@ -68,6 +79,11 @@ class ActionAccuracy(GenerationMetric):
             index[key] = i
         self.index = index
         self.topk = tuple(topk)
+        self.pairs = []
+        for pair in pairs:
+            if len(pair) != 2 or any(normalize_action(n) not in index for n in pair):
+                raise ValueError(f'pairs: {pair!r} is not two of the classes {self.classes}')
+            self.pairs.append(tuple(pair))
 
     def process(self, data_batch, data_samples: Sequence) -> None:
         """Records from data samples: the answer, the true label and the class scores."""
@@ -119,4 +135,49 @@ class ActionAccuracy(GenerationMetric):
             pred = text_pred
         per_class = [float((pred[labels == c] == c).mean()) for c in np.unique(labels)]
         metrics['mean_class_acc'] = 100.0 * float(np.mean(per_class))
+        for a, b in self.pairs:
+            ia, ib = self.index[normalize_action(a)], self.index[normalize_action(b)]
+            rows = (labels == ia) | (labels == ib)
+            if rows.any():
+                metrics[f'pair_acc/{a}|{b}'] = percent(int((pred[rows] == labels[rows]).sum()),
+                                                       int(rows.sum()))
+        if self.per_class:
+            for c in np.unique(labels):
+                metrics[f'class_acc/{self.classes[c]}'] = 100.0 * float(
+                    (pred[labels == c] == c).mean())
+        if self.confusion_matrix:
+            self.write_confusion_matrix(labels, pred, self.confusion_matrix)
         return metrics
+
+    def write_confusion_matrix(self, labels: np.ndarray, pred: np.ndarray, path: str) -> str:
+        """Draw the row-normalized confusion matrix to ``path`` (PNG); invalid answers
+        (predictions of -1, from text) get their own last column."""
+        import os
+
+        import matplotlib
+        matplotlib.use('Agg')  # no display; a file only
+        import matplotlib.pyplot as plt
+
+        n = len(self.classes)
+        invalid = bool((pred < 0).any())
+        counts = np.zeros((n, n + invalid))
+        np.add.at(counts, (labels, np.where(pred < 0, n, pred)), 1)
+        rates = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+        side = max(4.0, 0.45 * n + 2)
+        fig, ax = plt.subplots(figsize=(side + invalid * 0.45, side))
+        ax.imshow(rates, cmap='Blues', vmin=0, vmax=1)
+        if n <= 40:  # numbers and names stay legible
+            for i, j in zip(*np.nonzero(counts)):
+                ax.text(j, i, f'{rates[i, j]:.2f}', ha='center', va='center', fontsize=7,
+                        color='white' if rates[i, j] > 0.5 else 'black')
+            ax.set_xticks(range(n + invalid), list(self.classes) + ['(invalid)'] * invalid,
+                          rotation=60, ha='right', fontsize=8)
+            ax.set_yticks(range(n), self.classes, fontsize=8)
+        ax.set_xlabel('predicted')
+        ax.set_ylabel('true')
+        ax.set_title(f'{self.prefix}: {len(labels)} samples')
+        fig.tight_layout()
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path

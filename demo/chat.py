@@ -1,0 +1,137 @@
+"""Chat with a LLaVA in the terminal: several images and clips, answers streamed.
+
+Commands: ``/image PATH`` and ``/video PATH`` attach a visual to your next message (several
+may be attached), ``/reset`` starts a new conversation, ``/exit`` (or Ctrl-D) quits. Anything
+else is a message; later messages without a visual still see the earlier ones.
+
+Example:
+    python demo/chat.py configs/llava/llava-tiny_vqa.py
+    python demo/chat.py llava-7b-v1.5_vqa --device cuda:0
+"""
+import argparse
+import os
+import sys
+import time
+
+PROMPT = 'USER: '
+ANSWER = 'ASSISTANT: '
+HELP = ('commands: /image PATH, /video PATH (attach to the next message), /reset, /exit; '
+        'anything else is a message')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    parser.add_argument('--checkpoint', default=None,
+                        help='weights file for a config (zoo names load their own weights)')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--load-8bit', action='store_true',
+                        help="dynamic int8 of the LLM's linear layers (CPU only)")
+    parser.add_argument('--max-new-tokens', type=int, default=512,
+                        help='longest answer in tokens (less where the context runs out)')
+    parser.add_argument('--system', default=None,
+                        help="a system message (default: the conversation template's)")
+    return parser.parse_args(argv)
+
+
+def load_model(name, checkpoint=None, device='cpu', load_8bit=False):
+    """A zoo name loads its weights; a config loads ``checkpoint`` or keeps random weights.
+
+    Returns:
+        tuple: The model, and whether it has trained weights.
+    """
+    from mmllava.apis import ModelHub, get_model
+
+    pretrained = checkpoint
+    if pretrained is None and ModelHub.has(name):
+        pretrained = True
+    # Only pass load_8bit when asked, so this runs with a get_model that lacks it too.
+    extra = dict(load_8bit=True) if load_8bit else {}
+    return get_model(name, pretrained=pretrained, device=device, **extra), bool(pretrained)
+
+
+def _path_argument(line: str) -> str:
+    path = line.split(maxsplit=1)[1].strip() if len(line.split(maxsplit=1)) > 1 else ''
+    if len(path) >= 2 and path[0] == path[-1] and path[0] in '\'"':
+        path = path[1:-1]  # a pasted path in quotes
+    return os.path.expanduser(path)
+
+
+def run(session, read=input, write=sys.stdout.write, flush=sys.stdout.flush) -> int:
+    """The read-answer loop; returns the exit status."""
+    while True:
+        try:
+            line = read(PROMPT).strip()
+        except EOFError:
+            write('\n')
+            return 0
+        except KeyboardInterrupt:
+            write('\n')
+            return 0
+        if not line:
+            continue
+        command = line.split(maxsplit=1)[0].lower()
+        if command in ('/exit', '/quit'):
+            return 0
+        if command == '/help':
+            write(HELP + '\n')
+            continue
+        if command == '/reset':
+            session.reset()
+            write('(new conversation)\n')
+            continue
+        if command in ('/image', '/video'):
+            path = _path_argument(line)
+            if not path:
+                write(f'usage: {command} PATH\n')
+                continue
+            try:
+                (session.add_image if command == '/image' else session.add_video)(path)
+            except (OSError, ValueError) as e:
+                write(f'error: {e}\n')
+                continue
+            kinds = session.pending
+            write(f'({command[1:]} attached: {path}; {len(kinds)} visual(s) go with your '
+                  'next message)\n')
+            continue
+        if line.startswith('/'):
+            write(f'unknown command {command}; {HELP}\n')
+            continue
+        try:
+            pieces = session.stream(line)
+        except ValueError as e:
+            write(f'error: {e}\n')
+            continue
+        write(ANSWER)
+        flush()
+        try:
+            for piece in pieces:
+                write(piece)
+                flush()
+        except KeyboardInterrupt:
+            pieces.close()  # stops generating; the part shown stays in the history
+            write(' [interrupted]')
+        write('\n')
+        flush()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    from mmllava.apis import ChatSession
+
+    start = time.perf_counter()
+    model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
+    if not trained:
+        print('note: no weights given, so this model answers with random weights')
+    print(HELP)
+    session = ChatSession(model, system=args.system, max_new_tokens=args.max_new_tokens)
+    return run(session)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Chat with a LLaVA in the browser (Gradio): upload images or clips, answers streamed.
+
+Needs ``pip install gradio`` (not a dependency of mmllava). Binds to 127.0.0.1 unless told
+otherwise.
+
+Example:
+    python demo/web_app.py configs/llava/llava-tiny_vqa.py --port 7860
+    python demo/web_app.py llava-7b-v1.5_vqa --device cuda:0
+"""
+import argparse
+import os
+import time
+
+TITLE = 'LLaVA chat (mmllava)'
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    parser.add_argument('--checkpoint', default=None,
+                        help='weights file for a config (zoo names load their own weights)')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--load-8bit', action='store_true',
+                        help="dynamic int8 of the LLM's linear layers (CPU only)")
+    parser.add_argument('--host', default='127.0.0.1',
+                        help='address to bind (0.0.0.0 exposes the app to the network)')
+    parser.add_argument('--port', type=int, default=7860)
+    parser.add_argument('--max-new-tokens', type=int, default=512,
+                        help='longest answer in tokens (less where the context runs out)')
+    return parser.parse_args(argv)
+
+
+def load_model(name, checkpoint=None, device='cpu', load_8bit=False):
+    """A zoo name loads its weights; a config loads ``checkpoint`` or keeps random weights.
+
+    Returns:
+        tuple: The model, and whether it has trained weights.
+    """
+    from mmllava.apis import ModelHub, get_model
+
+    pretrained = checkpoint
+    if pretrained is None and ModelHub.has(name):
+        pretrained = True
+    extra = dict(load_8bit=True) if load_8bit else {}  # only when asked
+    return get_model(name, pretrained=pretrained, device=device, **extra), bool(pretrained)
+
+
+def new_state() -> dict:
+    """A conversation as :func:`mmllava.apis.chat` takes it, plus visuals not yet sent."""
+    return dict(messages=[], images=[], videos=[], pending=[])
+
+
+def _file_path(item) -> str:
+    # Gradio gives uploads as paths or as dicts with a path, depending on the version.
+    return item if isinstance(item, str) else item.get('path') or item.get('name')
+
+
+def build_app(model, trained: bool = True, max_new_tokens: int = 512):
+    """The Gradio Blocks app around ``model``: one conversation per browser session.
+
+    Args:
+        model: A LLaVA from :func:`mmllava.apis.get_model`.
+        trained (bool): Whether it has trained weights (a note is shown otherwise).
+        max_new_tokens (int): The answer length limit (the slider's maximum).
+    """
+    import gradio as gr
+
+    from mmllava.apis import chat
+    from mmllava.apis.inference import is_video
+
+    def respond(message, history, state, new_tokens, temperature):
+        state = state or new_state()
+        history = list(history or [])
+        text = (message or {}).get('text', '').strip()
+        files = [_file_path(f) for f in (message or {}).get('files', []) or []]
+        pending = list(state['pending'])
+        for path in files:
+            pending.append(('video' if is_video(path) else 'image', path))
+            history.append(dict(role='user', content={'path': path}))
+        if not text:  # visuals only: they go with the next question
+            state = dict(state, pending=pending)
+            yield gr.MultimodalTextbox(value=None), history, state
+            return
+        content = ''.join(f'<{kind}>\n' for kind, _ in pending) + text
+        messages = state['messages'] + [dict(role='user', content=content)]
+        images = state['images'] + [p for kind, p in pending if kind == 'image']
+        videos = state['videos'] + [p for kind, p in pending if kind == 'video']
+        history.append(dict(role='user', content=text))
+        gen = dict(max_new_tokens=int(new_tokens))
+        if temperature and temperature > 0:
+            gen.update(do_sample=True, temperature=float(temperature))
+        try:
+            pieces = chat(model, messages, images, videos, stream=True, **gen)
+        except ValueError as e:
+            # The visuals stay attached: the user can ask again, shorter or after a reset.
+            history.append(dict(role='assistant', content=f'Error: {e}'))
+            yield gr.MultimodalTextbox(value=None), history, dict(state, pending=pending)
+            return
+        history.append(dict(role='assistant', content=''))
+        answer = ''
+        for piece in pieces:
+            answer += piece
+            history[-1] = dict(role='assistant', content=answer)
+            yield gr.MultimodalTextbox(value=None), history, state
+        state = dict(messages=messages + [dict(role='assistant', content=answer)],
+                     images=images, videos=videos, pending=[])
+        yield gr.MultimodalTextbox(value=None), history, state
+
+    with gr.Blocks(title=TITLE) as app:
+        gr.Markdown(f'## {TITLE}\nUpload images or clips with the paperclip button and ask '
+                    'about them; later questions still see them. Each upload goes with your '
+                    'next question.')
+        if not trained:
+            gr.Markdown('**Note:** no weights were given: this model answers with random '
+                        'weights.', elem_id='random-weights-note')
+        chatbot = gr.Chatbot(elem_id='chatbot', label='Conversation', height=480)
+        box = gr.MultimodalTextbox(elem_id='chat-input', file_types=['image', 'video'],
+                                   file_count='multiple', show_label=False,
+                                   placeholder='Ask about the image or clip ...')
+        with gr.Row():
+            new_tokens = gr.Slider(1, max(max_new_tokens, 1), value=max_new_tokens, step=1,
+                                   label='Max new tokens')
+            temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
+                                    label='Temperature (0: greedy)')
+            reset = gr.Button('New conversation', elem_id='reset')
+        state = gr.State(None)
+        box.submit(respond, [box, chatbot, state, new_tokens, temperature],
+                   [box, chatbot, state])
+        reset.click(lambda: ([], new_state(), None), None, [chatbot, state, box])
+    return app
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # offline: no telemetry calls
+    start = time.perf_counter()
+    model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
+    if not trained:
+        print('note: no weights given, so this model answers with random weights')
+    app = build_app(model, trained, args.max_new_tokens)
+    # One answer at a time: requests share the one model.
+    app.queue(default_concurrency_limit=1).launch(server_name=args.host,
+                                                  server_port=args.port, share=False)
+
+
+if __name__ == '__main__':
+    main()

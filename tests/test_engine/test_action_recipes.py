@@ -1,0 +1,152 @@
+"""configs/llava_action: the 7B action LoRA recipes load, say what their names say, build
+their datasets (on tiny fake lists) and run their real pipelines, and are in the model zoo."""
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from mmengine.config import Config
+from PIL import Image
+
+from mmllava.apis import list_models
+from mmllava.conversation import IMAGE_TOKEN_INDEX
+from mmllava.datasets.mocap_actions import write_mp4
+from mmllava.registry import DATASETS, MODELS
+from mmllava.utils import register_all_modules
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = ROOT / 'configs' / 'llava_action'
+TOKENIZER = str(ROOT / 'resources' / 'tiny-tokenizer' / 'tokenizer.model')
+RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('llava-7b-*.py'))
+# {gpus}x b{per-GPU batch} - {epochs}e _ {dataset}[-{split}] [-{frames}f]
+NAME = re.compile(r'llava-7b-v1\.5_lora-(\d+)xb(\d+)-(\d+)e_([a-z0-9]+)(-split\d)?(-(\d+)f)?$')
+DATASET_NAMES = {'ucf101', 'hmdb51', 'kinetics400', 'sthv2', 'stanford40'}
+
+
+def load(name):
+    register_all_modules()
+    return Config.fromfile(str(CONFIG_DIR / f'{name}.py'))
+
+
+def test_every_dataset_has_a_recipe():
+    assert {NAME.match(n).group(4) for n in RECIPES} == DATASET_NAMES
+
+
+@pytest.mark.parametrize('path', sorted(CONFIG_DIR.glob('*.py')), ids=lambda p: p.stem)
+def test_every_config_loads(path):
+    cfg = Config.fromfile(str(path))
+    assert cfg.model.type == 'LLaVA' and cfg.train_dataloader.dataset.pipeline
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_recipe_says_what_its_name_says(name):
+    gpus, batch, epochs, dataset, _, _, frames = NAME.match(name).groups()
+    cfg = load(name)
+    loader = cfg.train_dataloader
+    assert int(gpus) == 8 and loader.batch_size == loader.sampler.batch_size == int(batch)
+    assert cfg.optim_wrapper.accumulative_counts == 1
+    assert cfg.auto_scale_lr.base_batch_size == 8 * int(batch)
+    assert cfg.train_cfg == dict(type='EpochBasedTrainLoop', max_epochs=int(epochs))
+    # The LoRA recipe of configs/llava/llava-7b-v1.5_lora.py.
+    assert cfg.model.lora == dict(r=128, alpha=256, dropout=0.05, target_modules=None)
+    assert cfg.optim_wrapper.optimizer.lr == 2e-4
+    assert cfg.optim_wrapper.paramwise_cfg.projector_lr == 2e-5
+    assert cfg.model.freeze_llm and cfg.model.freeze_vision_encoder
+    assert not cfg.model.freeze_projector
+    assert cfg.load_base == 'checkpoints/llava-7b-v1.5/model.safetensors'
+    assert cfg.model.video_pooling == 'avgpool2x2'
+    for split in ('train_dataloader', 'test_dataloader'):
+        ds = cfg[split].dataset
+        assert ds.type == 'ActionListDataset'
+        assert ds.data_root == f'data/{dataset}'
+        load_visuals = ds.pipeline[0]
+        assert load_visuals.type == 'LoadVisuals' and load_visuals.tokens_per_image == 576
+        if frames:
+            assert ds.list_format == 'videos'
+            assert load_visuals.num_frames == int(frames)
+            # Token counts must match the model's pooling.
+            assert load_visuals.video_pooling == cfg.model.video_pooling
+        else:
+            assert ds.list_format == 'images'
+        tokenize = [t for t in ds.pipeline if t.type == 'TokenizeConversation'][0]
+        assert tokenize.template == 'vicuna_v1'
+        assert tokenize.get('add_generation_prompt', False) == (split == 'test_dataloader')
+    assert cfg.test_dataloader.dataset.test_mode is True
+    assert cfg.test_evaluator.type == 'ActionAccuracy'
+    assert cfg.test_evaluator.classes == (f'data/{dataset}/'
+                                          f'{cfg.train_dataloader.dataset.label_map}')
+    # Label sets too long to list in a 2048-token prompt ask the open question.
+    mode = 'open' if dataset in ('kinetics400', 'sthv2') else 'closed'
+    assert cfg.train_dataloader.dataset.question_mode == mode
+
+
+def _fake_data(root: Path, list_format: str):
+    """Two samples in the layout the config expects, relative to ``root``."""
+    rng = np.random.default_rng(0)
+    (root / 'label_map.txt').write_text('walking\nrunning\n')
+    if list_format == 'images':
+        (root / 'pics').mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(
+                root / 'pics' / f'{i}.jpg')
+        (root / 'list.txt').write_text('0.jpg 0\n1.jpg 1\n')
+    else:
+        (root / 'pics').mkdir()
+        for i in range(2):
+            write_mp4(str(root / 'pics' / f'{i}.mp4'),
+                      rng.integers(0, 256, (10, 32, 48, 3), dtype=np.uint8))
+        (root / 'list.txt').write_text('0.mp4 0\n1.mp4 1\n')
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_recipe_builds_its_datasets_and_runs_the_pipeline(name, tmp_path):
+    pytest.importorskip('av')
+    cfg = load(name)
+    frames = NAME.match(name).group(7)
+    _fake_data(tmp_path, 'videos' if frames else 'images')
+    for split in ('train_dataloader', 'test_dataloader'):
+        ds_cfg = cfg[split].dataset
+        # The tiny tokenizer instead of the 7B one (not on disk here); all else as configured.
+        for t in ds_cfg.pipeline:
+            if t.type == 'TokenizeConversation':
+                t.tokenizer = TOKENIZER
+        ds_cfg.update(data_root=str(tmp_path), ann_file='list.txt', label_map='label_map.txt',
+                      img_prefix='pics')
+        dataset = DATASETS.build(ds_cfg)
+        assert len(dataset) == 2 and dataset.metainfo['classes'] == ['walking', 'running']
+        out = dataset[1]
+        n_tokens = int((out['inputs']['input_ids'] == IMAGE_TOKEN_INDEX).sum())
+        if frames:  # 8 frames x 576 tokens pooled 2 x 2 to 144
+            assert tuple(out['inputs']['images'].shape) == (int(frames), 3, 336, 336)
+            assert n_tokens == int(frames) * 144
+        else:
+            assert tuple(out['inputs']['images'].shape) == (1, 3, 336, 336)
+            assert n_tokens == 576
+        if split == 'train_dataloader':
+            assert out['data_samples'].prompt.endswith('ASSISTANT: running</s>')
+        else:
+            assert out['data_samples'].prompt.endswith('ASSISTANT:')
+            assert int(out['data_samples'].gt_label) == 1
+
+
+def test_recipe_model_builds_at_7b_on_meta():
+    cfg = load('llava-7b-v1.5_lora-8xb4-1e_ucf101-split1-8f')
+    with torch.device('meta'):
+        model = MODELS.build({**cfg.model, 'tokenizer': None})
+    assert type(model.video_pooling).__name__ == 'AvgPool2x2FramePooling'
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith('projector.') or 'lora_' in n for n in trainable)
+
+
+def test_metafile_lists_every_recipe_and_the_zoo_reads_it():
+    index = yaml.safe_load((ROOT / 'model-index.yml').read_text())
+    assert 'configs/llava_action/metafile.yml' in index['Import']
+    meta = yaml.safe_load((CONFIG_DIR / 'metafile.yml').read_text())
+    entries = {m['Name']: m for m in meta['Models']}
+    assert set(RECIPES) <= set(entries)
+    for name in RECIPES:
+        assert entries[name]['Config'] == f'configs/llava_action/{name}.py'
+        assert not entries[name].get('Results')  # nothing measured here (no GPU)
+        assert name in list_models()
