@@ -18,6 +18,7 @@ _base_ = ['../_base_/schedules/llava_tiny.py']
 
 data_root = 'data/mocap_actions'
 image_size = 64  # frames are rendered at 64 px
+zoom_size = 96  # resized to 96 and centre-cropped to 64: the figure (centred) 1.5 times larger
 patch_size = 16
 tokens_per_image = (image_size // patch_size)**2  # 16; avgpool2x2 leaves 4 per frame
 num_frames = 8
@@ -65,7 +66,8 @@ model = dict(
 train_pipeline = [
     dict(type='LoadVisuals', num_frames=num_frames, tokens_per_image=tokens_per_image,
          video_pooling=video_pooling),
-    dict(type='CLIPResizeCrop', size=image_size),
+    dict(type='CLIPResizeCrop', size=zoom_size, crop_size=image_size),
+    dict(type='SubtractBackground'),  # grey silhouettes: see the transform
     dict(type='TokenizeConversation', tokenizer=tokenizer, template=template,
          max_length=max_length),
     dict(type='PackLlavaInputs'),
@@ -73,7 +75,8 @@ train_pipeline = [
 test_pipeline = [
     dict(type='LoadVisuals', num_frames=num_frames, tokens_per_image=tokens_per_image,
          video_pooling=video_pooling),
-    dict(type='CLIPResizeCrop', size=image_size),
+    dict(type='CLIPResizeCrop', size=zoom_size, crop_size=image_size),
+    dict(type='SubtractBackground'),  # grey silhouettes: see the transform
     dict(type='TokenizeConversation', tokenizer=None, template=template,
          add_generation_prompt=True, max_length=max_length),
     dict(type='PackLlavaInputs'),
@@ -89,8 +92,8 @@ train_dataloader = dict(
     dataset=dict(type='LLaVAInstructDataset', data_root=data_root, ann_file='train_llava.json',
                  img_prefix='videos', pipeline=train_pipeline))
 
-max_iters = 800
-optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.01), clip_grad=dict(max_norm=1.0))
+max_iters = 2000
+optim_wrapper = dict(optimizer=dict(lr=5e-4, weight_decay=0.01), clip_grad=dict(max_norm=1.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=False, begin=100, end=max_iters),
@@ -115,9 +118,11 @@ test_dataloader = dict(
     num_workers=1,
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='llava_collate'),
-    dataset=dict(type='LLaVAInstructDataset', data_root=test_data_root,
-                 ann_file='test_llava.json', img_prefix='videos', test_mode=True,
-                 pipeline=test_pipeline))
+    # The mmaction2 list and label map: the true labels come with the samples.
+    dataset=dict(type='ActionListDataset', data_root=test_data_root,
+                 ann_file='test_list_videos.txt', label_map='label_map.txt',
+                 list_format='videos', img_prefix='videos', question_mode='closed',
+                 test_mode=True, pipeline=test_pipeline))
 test_evaluator = dict(type='ActionAccuracy', classes=class_names, topk=(1, 5), per_class=True,
                       pairs=[('walking', 'walking backward'), ('getting up', 'lying down')])
 test_cfg = dict(type='TestLoop')

@@ -197,3 +197,33 @@ def test_tiny_config_fragments_build_and_override(tmp_path):
         assert out['inputs']['images'].shape[-2:] == (56, 56)
         assert int((out['inputs']['input_ids'] == IMAGE_TOKEN_INDEX).sum()) == 16
         assert torch.is_tensor(out['inputs']['labels'])
+
+
+def test_clips_mix_with_images_in_placeholder_order(tmp_path):
+    from mmllava.datasets.mocap_actions import write_mp4
+    write(tmp_path, [])
+    clip = np.stack([np.full((16, 16, 3), 20 * i, np.uint8) for i in range(6)])
+    write_mp4(str(tmp_path / 'imgs' / 'c.mp4'), clip)
+    records = [
+        dict(id='clip', video='c.mp4', conversations=conv('What happens?', 'Nothing.')),
+        dict(id='mixed', image='a.png', video=['c.mp4'],
+             conversations=conv('<video> then <image>: same?', 'No.')),
+        dict(id='badcount', video=['c.mp4', 'c.mp4'],
+             conversations=conv('<video> only once', 'Hm.')),
+        dict(id='gone', video='missing.mp4', conversations=conv('<video>?', 'Hm.')),
+    ]
+    (tmp_path / 'ann.json').write_text(json.dumps(records))
+    steps = pipeline()
+    steps[0] = dict(type='LoadVisuals', num_frames=3, tokens_per_image=4)
+    ds = LLaVAInstructDataset(ann_file='ann.json', data_root=str(tmp_path), img_prefix='imgs',
+                              pipeline=steps, skip_invalid=True)
+    assert len(ds) == 2 and sorted(s.reason for s in ds.skipped) == [
+        'image_count_mismatch', 'missing_image']
+    info = ds.get_data_info(0)
+    assert info['videos'] == [str(tmp_path / 'imgs' / 'c.mp4')] and info['images'] == []
+    assert info['messages'][0]['content'] == '<video>\nWhat happens?'  # placed first
+    out = ds[1]
+    sample = out['data_samples']
+    assert sample.prompt.count('<video>') == 1 and sample.prompt.index('<video>') < \
+        sample.prompt.index('<image>')
+    assert out['inputs']['visual_frames'].tolist() == [3, 1]  # the clip first, as placed

@@ -129,3 +129,20 @@ def test_load_visuals_real_clip_with_prefix():
         dict(conversations=[dict(**{'from': 'human', 'value': 'What happens? <video>'})],
              videos=['arm_wrestling.mp4'], data_root=str(REAL_CLIPS)))
     assert out['visual_frames'] == [3] and out['img_paths'][0].endswith('arm_wrestling.mp4')
+
+
+def test_frame_order_probes():
+    clip = numbered_clip(8)
+    values = lambda out: [int(f[0, 0, 0]) for f in out['images']]  # noqa: E731
+    base = dict(videos=[clip], messages=[dict(role='user', content='<video>')])
+    temporal = values(LoadVisuals(num_frames=4, tokens_per_image=4)(dict(base, sample_id=1)))
+    assert temporal == [10, 30, 50, 70]  # segment midpoints of 8 frames
+    rev = LoadVisuals(num_frames=4, tokens_per_image=4, frame_order='reversed')
+    assert values(rev(dict(base, sample_id=1))) == temporal[::-1]
+    shuf = LoadVisuals(num_frames=4, tokens_per_image=4, frame_order='shuffled', seed=3)
+    orders = [values(shuf(dict(base, sample_id=i))) for i in range(6)]
+    assert all(sorted(o) == temporal for o in orders)
+    assert any(o != temporal for o in orders)  # shuffled for most samples
+    assert orders[0] == values(shuf(dict(base, sample_id=0)))  # the same sample, the same way
+    with pytest.raises(ValueError, match='frame_order'):
+        LoadVisuals(frame_order='random')

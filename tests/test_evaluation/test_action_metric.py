@@ -91,3 +91,20 @@ def test_eval_predictions_action(tmp_path):
                            str(tmp_path / 'preds.jsonl'), '--ann', str(tmp_path / 'bad.txt')],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and 'bad.txt' in proc.stderr and 'line 2' in proc.stderr
+
+
+def test_pairs_per_class_and_confusion_matrix_picture(tmp_path):
+    out_png = tmp_path / 'cm' / 'confusion_matrix.png'
+    metric = ActionAccuracy(CLASSES, topk=(1,), pairs=[('walking', 'walking backward')],
+                            per_class=True, confusion_matrix=str(out_png))
+    # ranking picks: 0 (right), 0 (wrong: label 1), 1 (right), 3 (right)
+    scores = [[0.9, 0.1, 0, 0], [0.6, 0.4, 0, 0], [0.2, 0.8, 0, 0], [0, 0, 0.1, 0.9]]
+    out = metric.compute_metrics(records(['walking'] * 4, [0, 1, 1, 3], scores))
+    assert out['pair_acc/walking|walking backward'] == pytest.approx(100 * 2 / 3)
+    assert out['class_acc/walking'] == 100.0 and out['class_acc/walking backward'] == 50.0
+    assert out['class_acc/jumping'] == 100.0 and 'class_acc/running' not in out
+    from PIL import Image
+    with Image.open(out_png) as image:
+        assert image.format == 'PNG' and min(image.size) > 300
+    with pytest.raises(ValueError, match='not two of the classes'):
+        ActionAccuracy(CLASSES, pairs=[('walking', 'flying')])

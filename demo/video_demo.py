@@ -1,0 +1,100 @@
+"""Ask a LLaVA what the person in a clip is doing, and save a picture of the frames it saw.
+
+Example:
+    python demo/video_demo.py data/mocap_actions/videos/test_walking_0000.mp4 \
+        llava-tiny_mocap-actions --out work_dirs/video_demo.png
+
+CLIP is a video file (anything PyAV decodes), an mmaction2 rawframe folder
+(``img_00001.jpg`` ...) or a ``.npy`` array of shape (T, H, W, 3), uint8.
+"""
+import argparse
+import os.path as osp
+import time
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('clip', help='video file, rawframe folder or .npy (T, H, W, 3) array')
+    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    parser.add_argument('--question', default=None,
+                        help="the question (default: the model's default question)")
+    parser.add_argument('--checkpoint', default=None,
+                        help='weights file for a config (zoo names load their own weights)')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--load-8bit', action='store_true',
+                        help='int8 dynamic quantization of the LLM (CPU)')
+    parser.add_argument('--out', default=None,
+                        help='save the sampled frames with the answer to this PNG')
+    parser.add_argument('--show-prompt', action='store_true',
+                        help='also print the exact prompt given to the LLM')
+    return parser.parse_args()
+
+
+def load_clip(path: str):
+    """A clip source for the inferencer: ``.npy`` files are loaded, others passed as paths."""
+    if not osp.exists(path):
+        raise SystemExit(f'error: {path} does not exist')
+    if path.endswith('.npy'):
+        import numpy as np
+        return np.load(path)
+    return path
+
+
+def save_frames_picture(frames, answer: str, path: str, title: str = '') -> str:
+    """The sampled frames in a row with the answer written below them, as a PNG."""
+    import os
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    height = max(f.shape[0] for f in frames)
+    strip = np.concatenate([np.pad(f, ((0, height - f.shape[0]), (2, 2), (0, 0)),
+                                   constant_values=255) for f in frames], axis=1)
+    scale = max(1, 480 // strip.shape[0]) if strip.shape[0] < 160 else 1
+    image = Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale),
+                                          Image.NEAREST)
+    canvas = Image.new('RGB', (image.width, image.height + 44), 'white')
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((6, image.height + 4), title, fill=(90, 90, 90))
+    draw.text((6, image.height + 22), f'answer: {answer}', fill=(0, 0, 0))
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def main():
+    args = parse_args()
+    from mmllava.apis import LlavaInferencer, ModelHub
+    from mmllava.apis.inference import build_inference_pipeline
+
+    pretrained = args.checkpoint
+    if pretrained is None and ModelHub.has(args.model):
+        pretrained = True
+    clip = load_clip(args.clip)
+    start = time.perf_counter()
+    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device,
+                                 load_8bit=args.load_8bit)
+    result = inferencer([clip], args.question)[0]
+    if pretrained is None:
+        print('note: no weights given, so this model answers with random weights')
+    if args.show_prompt:
+        print(f"prompt: {result['prompt']!r}")
+    print(f"answer: {result['pred_answer']}")
+    if 'pred_label' in result:
+        scores = result['pred_scores']
+        top = sorted(range(len(scores)), key=lambda i: -scores[i])[:3]
+        names = inferencer.model.class_names
+        print('top-3: ' + ', '.join(f'{names[i]} ({scores[i]:.2f})' for i in top))
+    if args.out:
+        # The frames exactly as the model's pipeline sampled them (before resizing).
+        loader = build_inference_pipeline(inferencer.model).transforms[0]
+        sample = loader(dict(videos=[clip], images=[], sample_id=osp.basename(args.clip)))
+        title = f'{osp.basename(args.clip)}: {len(sample["images"])} frames sampled'
+        saved = save_frames_picture(sample['images'], result['pred_answer'], args.out, title)
+        print(f'saved {saved}')
+    print(f'({time.perf_counter() - start:.1f} s)')
+
+
+if __name__ == '__main__':
+    main()
