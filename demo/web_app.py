@@ -1,7 +1,7 @@
 """Chat with a LLaVA in the browser (Gradio): upload images or clips, answers streamed.
 
-Needs ``pip install gradio`` (not a dependency of mmllava). Binds to 127.0.0.1 unless told
-otherwise.
+Needs gradio: ``pip install -e ".[web]"`` (pinned in requirements/web.txt). Binds to
+127.0.0.1 unless told otherwise.
 
 Example:
     python demo/web_app.py configs/llava/llava-tiny_vqa.py --port 7860

@@ -33,4 +33,6 @@ auto_scale_lr = dict(base_batch_size=8 * batch_size)
 test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='stanford40_test_list.txt', label_map=label_map,
     list_format='images', img_prefix='JPEGImages', pipeline=test_pipeline))
+# The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
+model = dict(class_names=f'{data_root}/{label_map}')
 test_evaluator = dict(classes=f'{data_root}/{label_map}')

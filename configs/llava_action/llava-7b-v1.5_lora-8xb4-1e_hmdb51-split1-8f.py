@@ -8,4 +8,6 @@ train_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='hmdb51_train_split_1_videos.txt', label_map=label_map))
 test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='hmdb51_val_split_1_videos.txt', label_map=label_map))
+# The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
+model = dict(class_names=f'{data_root}/{label_map}')
 test_evaluator = dict(classes=f'{data_root}/{label_map}')

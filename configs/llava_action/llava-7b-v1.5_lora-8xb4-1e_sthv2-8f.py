@@ -13,4 +13,6 @@ train_dataloader = dict(dataset=dict(
 test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='sthv2_val_list_videos.txt', label_map=label_map,
     question_mode='open'))
+# The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
+model = dict(class_names=f'{data_root}/{label_map}')
 test_evaluator = dict(classes=f'{data_root}/{label_map}')

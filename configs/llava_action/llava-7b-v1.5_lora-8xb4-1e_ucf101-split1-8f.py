@@ -12,7 +12,6 @@ _base_ = ['../llava/llava-7b-v1.5_lora.py']
 # tokenizer.model in one folder).
 load_base = 'checkpoints/llava-7b-v1.5/model.safetensors'
 tokenizer = 'checkpoints/llava-7b-v1.5/tokenizer.model'
-model = dict(tokenizer=tokenizer, video_pooling='avgpool2x2')
 
 data_root = 'data/ucf101'
 label_map = 'label_map.txt'  # mmaction2's tools/data/ucf101/label_map.txt
@@ -21,6 +20,10 @@ img_prefix = 'videos'
 train_list = 'ucf101_train_split_1_videos.txt'
 test_list = 'ucf101_val_split_1_videos.txt'
 question_mode = 'closed'
+# The model ranks the label map's names by likelihood (top-1/top-5, pred_scores); the file is
+# read on first use.
+model = dict(tokenizer=tokenizer, video_pooling='avgpool2x2',
+             class_names=f'{data_root}/{label_map}')
 num_frames = 8
 batch_size = 4
 

@@ -166,10 +166,17 @@ def _load_pretrained(model: torch.nn.Module, weights: Path, bases) -> None:
         load_model_weights(model, weights, strict=True)
         return
     from mmllava.engine.runner import load_partial_weights
+    state = load_weights(weights)
+    if set(model.state_dict()) <= set(state):
+        # A complete checkpoint (every parameter trained, e.g. a from-scratch model whose
+        # config names its previous stage as load_base) needs no base: load it strictly.
+        load_model_weights(model, state, strict=True)
+        return
     files = [bases] if isinstance(bases, (str, Path)) else list(bases)
     given = set()
     for path in files + [weights]:
-        missing = load_partial_weights(model, load_weights(path), source=str(path))
+        missing = load_partial_weights(model, state if path is weights else load_weights(path),
+                                       source=str(path))
         given |= set(model.state_dict()) - set(missing)
     uncovered = sorted(set(model.state_dict()) - given)
     if uncovered:

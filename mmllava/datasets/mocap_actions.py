@@ -615,9 +615,12 @@ def write_mp4(path: str, frames: np.ndarray, fps: int = FPS):
     import av
     # bitexact: no encoder version or other run-dependent bytes in the container either.
     with av.open(path, mode='w', options={'fflags': '+bitexact'}) as container:
-        stream = container.add_stream(
-            'mpeg4', rate=fps, options={'qscale': '2', 'flags': '+bitexact'})
+        stream = container.add_stream('mpeg4', rate=fps, options={'flags': '+bitexact'})
         stream.width, stream.height = frames.shape[2], frames.shape[1]
+        # The encoder's default rate (about 1.5 kbit a frame at 64 px) leaves the figure
+        # blurred and blocky after the first frame; 2 Mbit/s keeps every frame within the
+        # 4:2:0 conversion's own error (mean 6 levels against 5.5, noise included).
+        stream.bit_rate = 2_000_000
         stream.pix_fmt = 'yuv420p'
         stream.thread_count = 1
         stream.thread_type = 'NONE'

@@ -128,3 +128,26 @@ def test_shipped_tiny_tokenizer_is_reproducible(tmp_path):
     made = hashlib.md5(open(path, 'rb').read()).hexdigest()
     assert made == hashlib.md5(shipped.read_bytes()).hexdigest()
     assert made in (TINY_TOKENIZER / 'README.md').read_text()
+
+
+def test_mocap_actions_tokenizer_is_reproducible_from_the_benchmark_text(tmp_path):
+    """The default action model's tokenizer: train_tokenizer.py --llava-json on the benchmark's
+    JSON (only its distinct texts matter, so one clip a class gives the same corpus)."""
+    import json
+
+    from mmllava.datasets.mocap_actions import CLASS_NAMES, llava_sample
+    ann = tmp_path / 'train_llava.json'
+    ann.write_text(json.dumps([llava_sample(f'c{i}', f'c{i}.mp4', i)
+                               for i in range(len(CLASS_NAMES))]))
+    spec = importlib.util.spec_from_file_location(
+        'train_tokenizer', REPO / 'tools' / 'misc' / 'train_tokenizer.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    corpus = tool.llava_json_corpus([str(ann)], 'vicuna_v1')
+    assert not any('<video>' in line for line in corpus)
+    assert 'walking backward' in corpus and any('ASSISTANT:' in line for line in corpus)
+    path = train_sentencepiece(corpus, str(tmp_path / 'tok'), 480)
+    shipped = REPO / 'resources' / 'llava-tiny_mocap-actions' / 'tokenizer.model'
+    assert open(path, 'rb').read() == shipped.read_bytes()
+    tok = SentencePieceTokenizer(str(shipped))
+    assert all(len(tok.encode(name)) <= 4 for name in CLASS_NAMES)  # names are few pieces

@@ -244,3 +244,10 @@ def test_merge_lora_tool(tmp_path):
         from mmllava.engine import StateDictMismatchError
         with pytest.raises(StateDictMismatchError, match='missing'):
             get_model(lora_cfg, pretrained=tmp_path / 'iter_1.safetensors')
+        # A complete checkpoint needs no base: a load_base that is not even on this machine
+        # (a previous stage's work_dir) is not read.
+        cfg = Config.fromfile(lora_cfg)
+        cfg.load_base = str(tmp_path / 'elsewhere' / 'stage1.safetensors')
+        whole = get_model(cfg, pretrained=tmp_path / 'unmerged.safetensors')
+        torch.testing.assert_close(whole(dict(input_ids=ids), mode='tensor'), want,
+                                   rtol=0, atol=0)
