@@ -34,21 +34,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_model(name, checkpoint=None, device='cpu', load_8bit=False):
-    """A zoo name loads its weights; a config loads ``checkpoint`` or keeps random weights.
-
-    Returns:
-        tuple: The model, and whether it has trained weights.
-    """
-    from mmllava.apis import ModelHub, get_model
-
-    pretrained = checkpoint
-    if pretrained is None and ModelHub.has(name):
-        pretrained = True
-    # Only pass load_8bit when asked, so this runs with a get_model that lacks it too.
-    extra = dict(load_8bit=True) if load_8bit else {}
-    return get_model(name, pretrained=pretrained, device=device, **extra), bool(pretrained)
-
 
 def _path_argument(line: str) -> str:
     path = line.split(maxsplit=1)[1].strip() if len(line.split(maxsplit=1)) > 1 else ''
@@ -121,13 +106,11 @@ def main(argv=None) -> int:
         import readline  # noqa: F401  (line editing and history for input())
     except ImportError:
         pass
-    from mmllava.apis import ChatSession
+    from mmllava.apis import ChatSession, load_model
 
     start = time.perf_counter()
-    model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
     print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
-    if not trained:
-        print('note: no weights given, so this model answers with random weights')
     print(HELP)
     session = ChatSession(model, system=args.system, max_new_tokens=args.max_new_tokens)
     return run(session)

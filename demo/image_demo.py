@@ -27,18 +27,13 @@ def parse_args():
 
 def main():
     args = parse_args()
-    from mmllava.apis import LlavaInferencer, ModelHub
+    from mmllava.apis import LlavaInferencer, load_model
 
-    pretrained = args.checkpoint
-    if pretrained is None and ModelHub.has(args.model):
-        pretrained = True
     start = time.perf_counter()
-    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device,
-                                 load_8bit=args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    inferencer = LlavaInferencer(model)
     gen = {} if args.max_new_tokens is None else dict(max_new_tokens=args.max_new_tokens)
     result = inferencer(args.image, args.question, **gen)[0]
-    if pretrained is None:
-        print('note: no weights given, so this model answers with random weights')
     if args.show_prompt:
         print(f"prompt: {result['prompt']!r}")
     answer = result.get('pred_answer', result.get('pred_caption'))

@@ -65,19 +65,14 @@ def save_frames_picture(frames, answer: str, path: str, title: str = '') -> str:
 
 def main():
     args = parse_args()
-    from mmllava.apis import LlavaInferencer, ModelHub
+    from mmllava.apis import LlavaInferencer, load_model
     from mmllava.apis.inference import build_inference_pipeline
 
-    pretrained = args.checkpoint
-    if pretrained is None and ModelHub.has(args.model):
-        pretrained = True
     clip = load_clip(args.clip)
     start = time.perf_counter()
-    inferencer = LlavaInferencer(args.model, pretrained=pretrained, device=args.device,
-                                 load_8bit=args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    inferencer = LlavaInferencer(model)
     result = inferencer([clip], args.question)[0]
-    if pretrained is None:
-        print('note: no weights given, so this model answers with random weights')
     if args.show_prompt:
         print(f"prompt: {result['prompt']!r}")
     print(f"answer: {result['pred_answer']}")

@@ -30,20 +30,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_model(name, checkpoint=None, device='cpu', load_8bit=False):
-    """A zoo name loads its weights; a config loads ``checkpoint`` or keeps random weights.
-
-    Returns:
-        tuple: The model, and whether it has trained weights.
-    """
-    from mmllava.apis import ModelHub, get_model
-
-    pretrained = checkpoint
-    if pretrained is None and ModelHub.has(name):
-        pretrained = True
-    extra = dict(load_8bit=True) if load_8bit else {}  # only when asked
-    return get_model(name, pretrained=pretrained, device=device, **extra), bool(pretrained)
-
 
 def new_state() -> dict:
     """A conversation as :func:`mmllava.apis.chat` takes it, plus visuals not yet sent."""
@@ -133,11 +119,11 @@ def build_app(model, trained: bool = True, max_new_tokens: int = 512):
 def main(argv=None):
     args = parse_args(argv)
     os.environ.setdefault('GRADIO_ANALYTICS_ENABLED', 'False')  # offline: no telemetry calls
+    from mmllava.apis import load_model
+
     start = time.perf_counter()
     model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
     print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
-    if not trained:
-        print('note: no weights given, so this model answers with random weights')
     app = build_app(model, trained, args.max_new_tokens)
     # One answer at a time: requests share the one model.
     app.queue(default_concurrency_limit=1).launch(server_name=args.host,

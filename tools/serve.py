@@ -532,18 +532,12 @@ def parse_args(argv: Optional[List[str]] = None):
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    from mmllava.apis import ModelHub, get_model
+    from mmllava.apis import ModelHub, load_model
 
-    pretrained = args.checkpoint
-    if pretrained is None and ModelHub.has(args.model):
-        pretrained = True
     try:
-        model = get_model(args.model, pretrained=pretrained, device=args.device,
-                          load_8bit=args.load_8bit)
+        model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f'error: {e}')
-    if pretrained is None:
-        print('note: no weights given, so this model answers with random weights', flush=True)
     model_id = args.model_id or (args.model if ModelHub.has(args.model) else Path(args.model).stem)
     server = build_server(model, model_id, args.host, args.port, args.max_request_bytes,
                           args.max_image_pixels, args.allowed_local_media)

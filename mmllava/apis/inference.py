@@ -154,6 +154,23 @@ def get_model(name_or_config: Union[str, Path, Config],
     return model
 
 
+def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, None] = None,
+               device: Union[str, torch.device] = 'cpu', load_8bit: bool = False) -> tuple:
+    """The rule the demos and the server load MODEL by: a zoo name loads its own weights, a
+    config loads ``checkpoint`` or, without one, keeps random weights (with a note printed).
+
+    Returns:
+        tuple: The model (:func:`get_model`) and whether it has trained weights.
+    """
+    pretrained = checkpoint
+    if pretrained is None and ModelHub.has(str(name_or_config)):
+        pretrained = True
+    model = get_model(name_or_config, pretrained=pretrained, device=device, load_8bit=load_8bit)
+    if pretrained is None:
+        print('note: no weights given, so this model answers with random weights', flush=True)
+    return model, pretrained is not None
+
+
 def _load_pretrained(model: torch.nn.Module, weights: Path, bases) -> None:
     """Load ``weights`` strictly, or on top of the config's ``load_base`` files.
 
