@@ -20,13 +20,10 @@ HELP = ('commands: /image PATH, /video PATH (attach to the next message), /reset
 
 
 def parse_args(argv=None):
+    from mmllava.apis.inference import add_model_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help="dynamic int8 of the LLM's linear layers (CPU only)")
+    add_model_arguments(parser)
     parser.add_argument('--max-new-tokens', type=int, default=512,
                         help='longest answer in tokens (less where the context runs out)')
     parser.add_argument('--system', default=None,

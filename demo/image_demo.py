@@ -9,16 +9,13 @@ import time
 
 
 def parse_args():
+    from mmllava.apis.inference import add_model_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('image', help='image file')
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    add_model_arguments(parser)
     parser.add_argument('--question', default=None,
                         help="the question (default: the model's default question)")
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help="dynamic int8 of the LLM's linear layers (CPU only)")
     parser.add_argument('--max-new-tokens', type=int, default=None)
     parser.add_argument('--show-prompt', action='store_true',
                         help='also print the exact prompt given to the LLM')

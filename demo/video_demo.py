@@ -13,16 +13,13 @@ import time
 
 
 def parse_args():
+    from mmllava.apis.inference import add_model_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('clip', help='video file, rawframe folder or .npy (T, H, W, 3) array')
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
+    add_model_arguments(parser)
     parser.add_argument('--question', default=None,
                         help="the question (default: the model's default question)")
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help='int8 dynamic quantization of the LLM (CPU)')
     parser.add_argument('--out', default=None,
                         help='save the sampled frames with the answer to this PNG')
     parser.add_argument('--show-prompt', action='store_true',

@@ -507,16 +507,13 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
 
 
 def parse_args(argv: Optional[List[str]] = None):
+    from mmllava.apis.inference import add_model_arguments
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config')
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
+    add_model_arguments(parser)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (default 127.0.0.1: this machine only)')
     parser.add_argument('--port', type=int, default=8000, help='port (0: any free port)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help="dynamic int8 of the LLM's linear layers (CPU only)")
     parser.add_argument('--max-request-bytes', type=int, default=20 * 2**20,
                         help='larger request bodies are refused with 413 (default 20 MiB)')
     parser.add_argument('--max-image-pixels', type=int, default=4096 * 4096,
