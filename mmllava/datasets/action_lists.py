@@ -268,6 +268,9 @@ class ActionListDataset(BaseLlavaDataset):
         skip_invalid (bool): Skip samples whose files are missing instead of raising.
         check_images (bool): Check at init that every file exists; for rawframes, that each
             folder holds the last frame its line counts (``img_{total_frames:05}.jpg``).
+        filter_cfg (dict, optional): mmengine's filter: ``dict(classes=[names])`` keeps the
+            samples of those classes only (labels stay those of the whole label map), e.g. to
+            oversample hard classes with ``ConcatDataset`` and ``RepeatDataset``.
         **kwargs: Other :class:`BaseLlavaDataset` / mmengine ``BaseDataset`` arguments.
     """
 
@@ -296,6 +299,29 @@ class ActionListDataset(BaseLlavaDataset):
                          check_images=check_images, metainfo=dict(classes=self.class_names),
                          **kwargs)
         self.pipeline = _LocatedCompose(self.pipeline.transforms)
+
+    def filter_data(self) -> List[dict]:
+        """Keep the samples of ``filter_cfg['classes']`` (all of them without it)."""
+        cfg = dict(self.filter_cfg or {})
+        classes = cfg.pop('classes', None)
+        if cfg:
+            raise ValueError(f'ActionListDataset: filter_cfg takes only "classes", got '
+                             f'{sorted(cfg)}')
+        if classes is None:
+            return self.data_list
+        if isinstance(classes, str):
+            classes = [classes]
+        unknown = [name for name in classes if name not in self.class_names]
+        if unknown or not classes:
+            raise ValueError(f'ActionListDataset ({self.ann_file}): filter_cfg classes '
+                             f'{unknown or classes} are not in the label map '
+                             f'{self.class_names}')
+        keep = {self.class_names.index(name) for name in classes}
+        kept = [record for record in self.data_list if record['label'] in keep]
+        if not kept:
+            raise ValueError(f'ActionListDataset ({self.ann_file}): no sample of the classes '
+                             f'{list(classes)} (filter_cfg)')
+        return kept
 
     def _missing(self, entry: ActionListEntry) -> Optional[str]:
         """Why an entry's file is unusable, or None."""

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 
 from mmllava.conversation import IMAGE_TOKEN_INDEX
 from mmllava.datasets import (
@@ -250,3 +251,32 @@ def test_rawframe_count_checked_at_init_and_when_loading(data, tmp_path):
     ds = ActionListDataset(lst, check_images=False, skip_invalid=True, **kwargs)
     ds.prepare_data(1)
     assert ds.skipped and ds.skipped[0].message.startswith(f'{lst}:2: ')
+
+
+def test_filter_cfg_keeps_the_classes_named_and_oversamples_through_mmengine(data):
+    kwargs = dict(ann_file='train_list_videos.txt', label_map='label_map.txt',
+                  data_root=str(data), img_prefix='videos')
+    ds = ActionListDataset(filter_cfg=dict(classes=['jumping']), **kwargs)
+    assert [ds.get_data_info(i)['gt_label'] for i in range(len(ds))] == [2]  # b.mp4 only
+    assert ds.get_data_info(0)['list_line'] == 3 and ds.metainfo['classes'] == CLASSES
+    assert len(ActionListDataset(filter_cfg=dict(classes='running'), **kwargs)) == 1
+    # The hard-class recipe of the default model: the list, then some classes again.
+    # mmengine's wrappers build their parts in the runner's default scope.
+    full = dict(type='ActionListDataset', **kwargs)
+    with DefaultScope.overwrite_default_scope('mmllava'):
+        mixed = DATASETS.build(dict(type='ConcatDataset', datasets=[
+            full, dict(type='RepeatDataset', times=2,
+                       dataset=dict(full, filter_cfg=dict(classes=['running'])))]))
+    assert [mixed.get_data_info(i)['gt_label'] for i in range(len(mixed))] == [1, 2, 1, 1]
+
+
+@pytest.mark.parametrize('filter_cfg,message', [
+    (dict(classes=['swimming']), r"filter_cfg classes \['swimming'\] are not in the label map"),
+    (dict(classes=[]), r'filter_cfg classes \[\] are not in the label map'),
+    (dict(classes=['walking']), r"no sample of the classes \['walking'\]"),
+    (dict(min_size=3), r'filter_cfg takes only "classes", got \[\'min_size\'\]'),
+])
+def test_bad_filter_cfg_is_refused(data, filter_cfg, message):
+    with pytest.raises(ValueError, match=message):
+        ActionListDataset('train_list_videos.txt', 'label_map.txt', data_root=str(data),
+                          img_prefix='videos', filter_cfg=filter_cfg)

@@ -34,10 +34,21 @@ def test_every_dataset_has_a_recipe():
     assert {NAME.match(n).group(4) for n in RECIPES} == DATASET_NAMES
 
 
+def leaf_datasets(ds):
+    """The datasets inside mmengine's wrappers (ConcatDataset, RepeatDataset)."""
+    if 'datasets' in ds:
+        return [leaf for part in ds.datasets for leaf in leaf_datasets(part)]
+    return leaf_datasets(ds.dataset) if 'dataset' in ds else [ds]
+
+
 @pytest.mark.parametrize('path', sorted(CONFIG_DIR.glob('*.py')), ids=lambda p: p.stem)
 def test_every_config_loads(path):
     cfg = Config.fromfile(str(path))
-    assert cfg.model.type == 'LLaVA' and cfg.train_dataloader.dataset.pipeline
+    assert cfg.model.type == 'LLaVA'
+    for split in ('train_dataloader', 'test_dataloader'):
+        leaves = leaf_datasets(cfg[split].dataset)
+        assert leaves and all(leaf.type == 'ActionListDataset' and leaf.pipeline
+                              for leaf in leaves)
 
 
 @pytest.mark.parametrize('name', RECIPES)
