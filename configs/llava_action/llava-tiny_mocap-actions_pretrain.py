@@ -16,7 +16,8 @@ pretrain_pipeline = [
          max_length={{_base_.max_length}}),
     dict(type='PackLlavaInputs'),
 ]
-# The stage-2 lists (the hard pair oversampled as there), with this stage's pipeline.
+# The stage-2 lists (the hard pair oversampled as there), with this stage's pipeline: restated,
+# since a config merges a list (ConcatDataset's datasets) whole, not item by item.
 train_list = dict(type='ActionListDataset', data_root={{_base_.data_root}},
                   ann_file='train_list_rawframes.txt', label_map={{_base_.class_names}},
                   list_format='rawframes', img_prefix='rawframes', question_mode='closed',

@@ -1,9 +1,16 @@
 """TemporalChannels: each sampled frame with its neighbours (frames) or its motion (differences)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
+from mmengine.config import Config
 
 from mmllava.datasets.transforms import TemporalChannels
-from mmllava.registry import TRANSFORMS
+from mmllava.datasets.transforms.processing import normalize_pixels
+from mmllava.registry import MODELS, TRANSFORMS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grey(value, colour=False):
@@ -100,15 +107,7 @@ def test_bad_mode_or_gain_is_refused():
 
 def test_default_model_config_turns_a_still_pixel_into_zero_motion():
     """The shipped MoCap-Actions recipe: its preprocessor's mean and std fit 'differences'."""
-    from pathlib import Path
-
-    import torch
-    from mmengine.config import Config
-
-    from mmllava.datasets.transforms.processing import normalize_pixels
-    from mmllava.registry import MODELS
-    root = Path(__file__).resolve().parents[2]
-    cfg = Config.fromfile(str(root / 'configs' / 'llava_action' / 'llava-tiny_mocap-actions.py'))
+    cfg = Config.fromfile(str(ROOT / 'configs' / 'llava_action' / 'llava-tiny_mocap-actions.py'))
     steps = [t for t in cfg.test_dataloader.dataset.pipeline if t.type == 'TemporalChannels']
     assert steps and steps[0].mode == 'differences'
     preprocessor = MODELS.build(cfg.model.data_preprocessor)
