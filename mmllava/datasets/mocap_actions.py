@@ -88,6 +88,11 @@ CLASS_NAMES = tuple(c.name for c in CLASSES)
 MOCAP_ACTION_QUESTION = ('What is the person doing? Answer with one of: ' + ', '.join(CLASS_NAMES)
                          + '.')
 
+# Single moves between two standing poses. DeepMimic's files loop them (its policies repeat
+# them), but a window of 1-1.6 s of the loop, as for walking, often shows only the standing ends
+# (spinning is 4.4 s long): a clip nobody could label. They play as one-off motions do.
+SINGLE_MOVES = ('jump', 'cartwheel', 'roll', 'spin', 'backflip')
+
 SPLITS = ('train', 'val', 'test')
 AZIMUTH_SECTOR_DEG = 30
 NUM_SECTORS = 360 // AZIMUTH_SECTOR_DEG
@@ -421,17 +426,18 @@ def sample_clip_params(rng: np.random.Generator, action: ActionClass, split: str
                        table: Optional[Dict[str, np.ndarray]] = None) -> ClipParams:
     """Draw one clip of an action class.
 
-    Time window: looping motions play a window of 0.9-1.6 s (wrapping round the loop) from a
-    random start; one-off motions (getups, kick, punch) play 75-95% of the clip, so the
-    getting-up (or lying-down) transition is always in view. Playback speed 0.8-1.25 scales the
-    window of looping motions (more or less motion in the same number of frames).
+    Time window: cyclic motions (walk, run, crawl, spin kick, dances) play a window of 0.9-1.6 s
+    (wrapping round the loop) from a random start; one-off motions (getups, kick, punch) and
+    :data:`SINGLE_MOVES` play 75-95% of the clip, so the move (the getting-up or lying-down
+    transition, the flip, the roll) is always in view. Playback speed 0.8-1.25 scales the window
+    of cyclic motions (more or less motion in the same number of frames).
     """
     table = table if table is not None else load_joint_table()
     motion = action.motions[int(rng.integers(len(action.motions)))]
     duration = motion_duration(motion, table)
-    loop = bool(table[f'{motion}/loop'])
+    cyclic = bool(table[f'{motion}/loop']) and motion not in SINGLE_MOVES
     speed = float(rng.uniform(0.8, 1.25))
-    if loop:
+    if cyclic:
         window = float(rng.uniform(0.9, 1.6)) * speed
         start = float(rng.uniform(0.0, duration))
     else:

@@ -116,6 +116,29 @@ def test_held_out_azimuths():
     assert sectors['test'].isdisjoint(sectors['train'] | sectors['val'])
 
 
+@pytest.mark.parametrize('motion', ma.SINGLE_MOVES)
+def test_single_moves_always_in_view(motion):
+    # The move's lowest head (the flip, the roll, the crouch of the jump) lies in every clip's
+    # window; with the walking window of 0.9-1.6 s many clips of these would miss it.
+    table = ma.load_joint_table()
+    assert table[f'{motion}/loop']  # the file loops it: the rule below is what keeps it whole
+    duration = ma.motion_duration(motion, table)
+    grid = np.linspace(0.0, duration, 400)
+    head = ma.motion_points(motion, grid, table)[:, ma.POINT_NAMES.index('head'), 1]
+    lowest = grid[head.argmin()]
+    assert head.min() < head[0] - 0.3 and head[-1] > head.min() + 0.3  # stand, move, stand
+    label = next(i for i, c in enumerate(ma.CLASSES) if motion in c.motions)
+    for index in range(40):
+        times = ma.sample_clip_params(ma.clip_rng(0, 'train', label, index), ma.CLASSES[label],
+                                      'train', num_frames=8, table=table).times
+        assert min(times) <= lowest <= max(times) <= duration
+        assert 0.75 * duration - 1e-6 <= max(times) - min(times) <= 0.95 * duration + 1e-6
+    # Cyclic motions keep the short wrapping window.
+    walk = ma.sample_clip_params(ma.clip_rng(0, 'train', 0, 0), ma.CLASSES[0], 'train',
+                                 table=table).times
+    assert max(walk) - min(walk) <= 1.6 * 1.25
+
+
 @pytest.mark.parametrize('backward', ['walking backward', 'lying down'])
 def test_reversed_pair_is_time_reversal(backward):
     label = ma.CLASS_NAMES.index(backward)

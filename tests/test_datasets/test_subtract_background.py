@@ -38,3 +38,15 @@ def test_bad_arguments_and_inputs():
         SubtractBackground(mode='shift', gray=300)
     with pytest.raises(TypeError, match='SubtractBackground'):
         SubtractBackground()(dict(images=[np.zeros((4, 4), np.float32)]))
+
+
+@pytest.mark.parametrize('shape', [(32, 32), (7, 9), (1, 1), (2, 1)])  # even and odd counts
+def test_shift_subtracts_the_rounded_median(shape):
+    # The ground is np.median's value rounded half to even, ties and halves included.
+    rng = np.random.default_rng(0)
+    t = SubtractBackground(mode='shift', gray=128)
+    for spread in (256, 3):  # anything, and few values (many ties, medians at .5)
+        image = rng.integers(0, spread, size=shape + (3, ), dtype=np.uint8)
+        median = np.round(np.median(image.reshape(-1, 3), axis=0))
+        expected = np.clip(image.astype(np.int16) - median.astype(np.int16) + 128, 0, 255)
+        np.testing.assert_array_equal(t(dict(images=[image]))['images'][0], expected)

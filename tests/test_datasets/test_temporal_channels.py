@@ -116,3 +116,29 @@ def test_default_model_config_turns_a_still_pixel_into_zero_motion():
     normalized = normalize_pixels(pixels, preprocessor.mean, preprocessor.std)
     assert normalized[:, 1:].abs().max() < 1e-6  # still: no motion
     assert abs(float(normalized[0, 0, 0, 0]) - (90 / 255 - 0.48145466) / 0.26862954) < 1e-5
+
+
+@pytest.mark.parametrize('mode,gain', [('frames', 1.0), ('differences', 1.0),
+                                       ('differences', 2.5)])
+def test_random_clips_match_a_frame_by_frame_reference(mode, gain):
+    # Reference: each frame's channel mean rounded, then its neighbours, one frame at a time.
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, size=(6, 7, 3), dtype=np.uint8) for _ in range(5)]
+    grey_frames = [np.round(f.mean(-1)).astype(np.float64) for f in frames]
+    out = TemporalChannels(mode, gain)(dict(images=list(frames)))['images']
+    for t, image in enumerate(out):
+        prev, cur = grey_frames[max(t - 1, 0)], grey_frames[t]
+        nxt = grey_frames[min(t + 1, len(frames) - 1)]
+        if mode == 'frames':
+            expected = np.stack([prev, cur, nxt], -1)
+        else:
+            def motion(a, b):
+                return np.clip(np.round(128 + gain * (a - b)), 0, 255)
+            expected = np.stack([cur, motion(nxt, cur), motion(cur, prev)], -1)
+        np.testing.assert_array_equal(image, expected.astype(np.uint8))
+
+
+def test_frames_of_different_sizes_in_one_clip_are_refused():
+    with pytest.raises(ValueError, match=r"'clip_3'.*differ in size"):
+        TemporalChannels()(dict(sample_id='clip_3', images=[grey(1), np.zeros((3, 3, 3),
+                                                                                np.uint8)]))

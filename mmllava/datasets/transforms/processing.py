@@ -289,7 +289,7 @@ class TemporalChannels(BaseTransform):
     0.69), ``'differences'`` reached 90% (two seeds). The same motion, linearly mixed, is
     there in both; a tower trained from scratch finds it only when it is explicit and a still
     background is zero. The default MoCap-Actions model uses ``'differences'`` (with the pair
-    oversampled): walking pair 92.5%, getting-up pair 95.0%, against 50.0% and 90.0% for its
+    oversampled): walking pair 87.5%, getting-up pair 92.5%, against 50.0% and 90.0% for its
     grey-frame predecessor (README, "Action understanding").
 
     Required keys: ``images``; ``visual_frames`` (set by :class:`LoadVisuals`) when the sample
@@ -337,6 +337,10 @@ class TemporalChannels(BaseTransform):
                              'images')
         out, start = [], 0
         for count in counts:
+            shapes = {im.shape for im in images[start:start + count]}
+            if len(shapes) > 1:
+                raise ValueError(f'TemporalChannels: sample {results.get("sample_id")!r}: '
+                                 f'the frames of a clip differ in size: {sorted(shapes)}')
             grey = [im.mean(-1).round().astype(np.uint8) for im in images[start:start + count]]
             out += self._clip(grey)
             start += count
