@@ -89,7 +89,7 @@ MOCAP_ACTION_QUESTION = ('What is the person doing? Answer with one of: ' + ', '
                          + '.')
 
 # Single moves between two standing poses. DeepMimic's files loop them (its policies repeat
-# them), but a window of 1-1.6 s of the loop, as for walking, often shows only the standing ends
+# them), but a window of 0.9-1.6 s of the loop, as for walking, often shows only the standing ends
 # (spinning is 4.4 s long): a clip nobody could label. They play as one-off motions do.
 SINGLE_MOVES = ('jump', 'cartwheel', 'roll', 'spin', 'backflip')
 
