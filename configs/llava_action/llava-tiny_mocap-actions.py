@@ -96,7 +96,7 @@ test_pipeline = [
 hard_pair = ['walking', 'walking backward']
 hard_pair_repeats = 4
 # Rawframes, read from the mmaction2 list: loading 8 JPEGs costs a tenth of decoding an mp4
-# clip, and on 2 cores the data worker competes with training for the CPU. The samples
+# clip, and on 2 cores data loading competes with training for the CPU. The samples
 # equal train_llava.json's (the same closed-set question and answer).
 train_list = dict(type='ActionListDataset', data_root=data_root,
                   ann_file='train_list_rawframes.txt', label_map=class_names,
