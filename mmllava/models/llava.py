@@ -1,5 +1,6 @@
 """LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
 import copy
+import inspect
 import warnings
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -260,26 +261,48 @@ class LLaVA(BaseModel):
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def _forward_llm(self, input_ids, attention_mask=None, pixel_values=None, labels=None,
-                     visual_frames=None):
+                     visual_frames=None, **llm_kwargs):
         self._check_length(input_ids.shape[1])
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
                         position_ids=self._position_ids(attention_mask), labels=labels,
-                        use_cache=False)
+                        use_cache=False, **llm_kwargs)
 
     def loss(self, input_ids: torch.Tensor, labels: torch.Tensor,
              attention_mask: Optional[torch.Tensor] = None,
              pixel_values: Optional[torch.Tensor] = None,
              visual_frames: Optional[Sequence[int]] = None) -> dict:
-        """Next-token cross entropy over the unmasked labels."""
+        """Next-token cross entropy over the unmasked labels.
+
+        The mean over every position whose next label is not ``IGNORE_INDEX``, as transformers'
+        causal-LM loss. Only the positions some row of the batch has a target at go through
+        the LM head (``logits_to_keep``): image tokens and prompts carry no loss, and skipping
+        them saves most of the head's time and its (B, L, vocab) logits.
+        """
         if not (labels != IGNORE_INDEX).any():
             raise ValueError('Every label in the batch is masked: nothing to learn from. Check the '
                              'conversation template against the data.')
-        out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels,
-                                visual_frames=visual_frames)
-        return dict(loss=out.loss)
+        if not self._llm_keeps_logits():
+            out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels,
+                                    visual_frames=visual_frames)
+            return dict(loss=out.loss)
+        # Position t predicts labels[t + 1]; the last position predicts nothing.
+        targets = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+        keep = (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
+        logits = self._forward_llm(input_ids, attention_mask, pixel_values,
+                                   visual_frames=visual_frames, logits_to_keep=keep).logits
+        loss = nn.functional.cross_entropy(logits.float().flatten(0, 1),
+                                           targets[:, keep].flatten().to(logits.device),
+                                           ignore_index=IGNORE_INDEX)
+        return dict(loss=loss)
+
+    def _llm_keeps_logits(self) -> bool:
+        """Whether the LLM's forward takes ``logits_to_keep`` (transformers' causal LMs do)."""
+        # Not cached: the LLM may be swapped after building (LoRA applied, adapters merged).
+        base = self.llm.get_base_model() if hasattr(self.llm, 'get_base_model') else self.llm
+        return 'logits_to_keep' in inspect.signature(base.forward).parameters
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()

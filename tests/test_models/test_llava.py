@@ -95,6 +95,64 @@ def test_loss_uses_only_unmasked_labels(model):
               mode='loss')
 
 
+def _padded_batch():
+    """Three right-padded rows: two answers, one answer, a text-only row."""
+    rows = [ids_with_images([1, 5], 'img', [7, 8, 9, 10, 11, 12])[0],
+            ids_with_images([1], 'img', [4, 6, 3])[0], torch.tensor([1, 20, 21, 22, 23])]
+    spans = [[(-6, -4), (-2, None)], [(-1, None)], [(2, None)]]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(3, width, dtype=torch.long)
+    labels = torch.full((3, width), -100)
+    mask = torch.zeros(3, width, dtype=torch.long)
+    for i, (row, row_spans) in enumerate(zip(rows, spans)):
+        ids[i, :len(row)], mask[i, :len(row)] = row, 1
+        for a, b in row_spans:
+            labels[i, :len(row)][a:b] = row[a:b]
+    return ids, mask, labels, torch.randn(2, 3, 30, 30)
+
+
+def test_loss_projects_only_positions_with_a_target():
+    m = build()
+    m.train()
+    ids, mask, labels, px = _padded_batch()
+    heads = []
+    handle = m.llm.lm_head.register_forward_hook(lambda mod, args, out: heads.append(args[0]))
+    loss = m(dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=px),
+             mode='loss')['loss']
+    handle.remove()
+    # Positions t with labels[t + 1] in some row: the image and prompt positions are skipped.
+    needed = int((labels[:, 1:] != -100).any(0).sum())
+    assert heads[0].shape[:2] == (3, needed) and needed < ids.shape[1] - N_TOK
+    loss.backward()
+    ours = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad(set_to_none=True)
+    # transformers' own causal-LM loss over full logits is the reference.
+    ref = m._forward_llm(ids, mask, px, labels=labels).loss
+    ref.backward()
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)
+    assert ours.keys() == {n for n, p in m.named_parameters() if p.grad is not None}
+    for name, grad in ours.items():
+        torch.testing.assert_close(grad, dict(m.named_parameters())[name].grad, rtol=1e-5,
+                                   atol=1e-6, msg=name)
+
+
+def test_loss_through_lora_equals_full_logits_loss():
+    m = build(lora=dict(r=4, alpha=8, dropout=0.0))
+    ids, mask, labels, px = _padded_batch()
+    with torch.no_grad():
+        for name, p in m.llm.named_parameters():
+            if 'lora_B' in name:
+                p.normal_(0, 0.1)  # adapters at zero would hide a path that skips them
+        loss = m(dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=px),
+                 mode='loss')['loss']
+        ref = m._forward_llm(ids, mask, px, labels=labels).loss
+        m.llm.disable_adapter_layers()
+        plain = m(dict(input_ids=ids, attention_mask=mask, labels=labels, pixel_values=px),
+                  mode='loss')['loss']
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)
+    assert abs(float(loss - plain)) > 1e-4
+
+
 def test_loss_backward_reaches_projector_not_frozen_vision(model):
     m = build()
     m.train()
