@@ -1,5 +1,4 @@
 """LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
-import copy
 import inspect
 import warnings
 from pathlib import Path
@@ -11,21 +10,24 @@ from torch import nn
 
 from mmllava.conversation import IGNORE_INDEX, IMAGE_TOKEN_INDEX, build_tokenizer
 from mmllava.registry import MODELS
+from mmllava.utils.label_map import read_label_map
 
+from .ranking import RANKINGS, score_candidates
 from .video import build_frame_pooling, frame_position_embedding
 
 _TASK_FIELDS = {'caption': 'pred_caption'}
 
 
 def _read_class_names(class_names) -> Optional[List[str]]:
-    """Class names from a list or a label map file (one name a line)."""
+    """Class names from a list (as given) or a label map file (its names as words, read as the
+    datasets and the metric read it: :func:`mmllava.utils.label_map.read_label_map`)."""
     if class_names is None:
         return None
     if isinstance(class_names, (str, Path)):
         path = Path(class_names)
         if not path.is_file():
             raise FileNotFoundError(f'class_names: label map file {path} does not exist')
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = read_label_map(str(path))
     else:
         names = [str(n) for n in class_names]
     if not names:
@@ -33,6 +35,23 @@ def _read_class_names(class_names) -> Optional[List[str]]:
     if len(set(names)) != len(names):
         raise ValueError(f'class_names has duplicates: {names}')
     return names
+
+
+def _select_rows(inputs: dict, rows: List[int]) -> dict:
+    """The batch restricted to ``rows``; the other rows hold no visuals (invalid samples).
+
+    Columns left all padding (the batch is left padded) are dropped with them.
+    """
+    if len(rows) == len(inputs['input_ids']):
+        return inputs
+    out = dict(inputs)
+    out['input_ids'] = inputs['input_ids'][rows]
+    mask = inputs.get('attention_mask')
+    if mask is not None:
+        mask = mask[rows]
+        first = int((mask.sum(0) > 0).nonzero()[0])
+        out['input_ids'], out['attention_mask'] = out['input_ids'][:, first:], mask[:, first:]
+    return out
 
 
 @MODELS.register_module()
@@ -75,13 +94,17 @@ class LLaVA(BaseModel):
             index. The temporal means of ``'spatial_temporal'`` stay order-blind either way
             (the mean of added positions is a constant).
         class_names (list[str] | str, optional): A closed set of answers (or a label map file,
-            one class a line). ``predict`` then also ranks them by their likelihood as the
-            answer (:meth:`score_answers`) into ``pred_scores`` (softmax over the classes) and
+            one class a line, its names as words: ``brush_hair`` is ranked as ``brush hair``).
+            ``predict`` then also ranks them by their likelihood as the answer
+            (:meth:`score_answers`) into ``pred_scores`` (softmax over the classes) and
             ``pred_label``. Action models set it.
         answer_template (str): The conversation template the class names are tokenized with
             as answers (the one the model was trained with). Defaults to ``'vicuna_v1'``.
-        class_chunk_size (int): Classes scored per batched pass (bounds the memory of the
-            repeated prefix cache). Defaults to 64.
+        ranking (str): How :meth:`score_answers` scores a class: ``'sum'`` (its answer's
+            summed log-probability, the default: measured better on MoCap-Actions, see
+            ``docs/ranking.md``) or ``'mean'`` (per token, which does not favour short names).
+        class_chunk_size (int): Classes scored per pass over the prompt's cache (their tokens
+            are what a pass adds to the cache). Defaults to 256.
         init_cfg (dict, optional): mmengine initialization config.
     """
 
@@ -103,7 +126,8 @@ class LLaVA(BaseModel):
                  frame_position_scale: float = 0.0,
                  class_names: Union[None, str, Sequence[str]] = None,
                  answer_template: str = 'vicuna_v1',
-                 class_chunk_size: int = 64,
+                 ranking: str = 'sum',
+                 class_chunk_size: int = 256,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor')
@@ -129,6 +153,9 @@ class LLaVA(BaseModel):
         self._class_names = class_names if isinstance(class_names, (str, Path)) else \
             _read_class_names(class_names)
         self.answer_template = answer_template
+        if ranking not in RANKINGS:
+            raise ValueError(f'ranking must be one of {RANKINGS}, got {ranking!r}')
+        self.ranking = ranking
         self.class_chunk_size = class_chunk_size
         self._class_ids = None
         self._freeze(self.vision_tower, freeze_vision_encoder)
@@ -369,12 +396,14 @@ class LLaVA(BaseModel):
     @torch.no_grad()
     def score_answers(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
                       pixel_values: Optional[torch.Tensor], candidates: Sequence[Sequence[int]],
-                      visual_frames: Optional[Sequence[int]] = None) -> torch.Tensor:
-        """Log-likelihood of each candidate answer after each prompt, prefix computed once.
+                      visual_frames: Optional[Sequence[int]] = None,
+                      ranking: Optional[str] = None) -> torch.Tensor:
+        """Log-likelihood of each candidate answer after each prompt, prompt computed once.
 
-        The (left padded) prompts run once with the KV cache kept; then every candidate of
-        every prompt runs in one batched pass over the repeated cache (in chunks of
-        ``class_chunk_size`` candidates), not one generate per class.
+        The (left padded) prompts run once with their KV cache kept; then all candidates go
+        through the LLM as one sequence per prompt that reads that cache without copying it,
+        a block mask keeping them apart (:func:`mmllava.models.ranking.score_candidates`).
+        Each candidate's score equals that of a full forward of the prompt and it alone.
 
         Args:
             input_ids (Tensor): (B, L) prompts ending with the generation prompt.
@@ -382,55 +411,21 @@ class LLaVA(BaseModel):
             pixel_values (Tensor, optional): The prompts' visuals, as in :meth:`generate`.
             candidates: C id sequences (each ends with its stop token).
             visual_frames: Frames per visual, as in :meth:`embed_inputs`.
+            ranking (str, optional): ``'sum'`` or ``'mean'`` log-probability per candidate;
+                the model's :attr:`ranking` when not given.
 
         Returns:
-            Tensor: (B, C) summed log-probabilities of the candidates' ids (float32).
+            Tensor: (B, C) float32 scores.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if not candidates or any(len(c) == 0 for c in candidates):
             raise ValueError('Every candidate answer needs at least one token')
-        longest = max(len(c) for c in candidates)
-        self._check_length(input_ids.shape[1] + longest)
+        # Positions restart after the prompt for each candidate: the longest one counts.
+        self._check_length(input_ids.shape[1] + max(len(c) for c in candidates))
         embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
-                       position_ids=self._position_ids(attention_mask), use_cache=True)
-        first = out.logits[:, -1].float().log_softmax(-1)  # (B, V): each candidate's 1st id
-        cache = out.past_key_values
-        device = input_ids.device
-        batch = input_ids.shape[0]
-        start = attention_mask.long().sum(-1)  # the candidates' first position per prompt
-        scores = []
-        chunk = max(1, int(self.class_chunk_size))
-        for lo in range(0, len(candidates), chunk):
-            group = candidates[lo:lo + chunk]
-            c = len(group)
-            ids = torch.zeros(c, longest, dtype=torch.long, device=device)
-            mask = torch.zeros(c, longest, dtype=torch.long, device=device)
-            for i, cand in enumerate(group):
-                ids[i, :len(cand)] = torch.as_tensor(list(cand), device=device)
-                mask[i, :len(cand)] = 1
-            score = first[:, ids[:, 0]]  # (B, c)
-            if longest > 1:
-                # Rows ordered prompt-major: row b * c + j is prompt b with candidate j.
-                feed = ids[:, :-1].repeat(batch, 1)
-                full_mask = torch.cat([attention_mask.repeat_interleave(c, 0),
-                                       mask[:, :-1].repeat(batch, 1)], 1)
-                positions = (start.repeat_interleave(c)[:, None]
-                             + torch.arange(longest - 1, device=device))
-                # The cache grows in place: the last chunk may use it, the others a copy.
-                rows = copy.deepcopy(cache) if lo + chunk < len(candidates) else cache
-                rows.batch_repeat_interleave(c)
-                logits = self.llm(input_ids=feed, attention_mask=full_mask,
-                                  position_ids=positions, past_key_values=rows,
-                                  use_cache=True).logits
-                logp = logits.float().log_softmax(-1)
-                target = ids[:, 1:].repeat(batch, 1)
-                picked = logp.gather(-1, target[..., None])[..., 0]
-                picked = picked * mask[:, 1:].repeat(batch, 1)
-                score = score + picked.sum(-1).view(batch, c)
-            scores.append(score)
-        return torch.cat(scores, 1)
+        return score_candidates(self.llm, embeds, attention_mask, candidates,
+                                ranking or self.ranking, self.class_chunk_size)
 
     def predict(self, inputs: dict, data_samples: Optional[list] = None,
                 **generate_kwargs) -> list:
@@ -441,6 +436,19 @@ class LLaVA(BaseModel):
         """
         if self.tokenizer is None:
             raise RuntimeError('predict needs a tokenizer to decode; set model.tokenizer')
+        if data_samples is None:
+            from mmpretrain.structures import DataSample
+            data_samples = [DataSample() for _ in range(len(inputs['input_ids']))]
+        # Samples whose visual could not be read (test mode) carry the reason and no visual:
+        # they are not run, and answer nothing (every metric counts them as misses).
+        valid = [i for i, s in enumerate(data_samples) if not s.metainfo.get('invalid_sample')]
+        field = _TASK_FIELDS.get(self.task, 'pred_answer')
+        for i in sorted(set(range(len(data_samples))) - set(valid)):
+            data_samples[i].set_field('', field)
+            data_samples[i].set_field([], 'pred_token_ids')
+        if not valid:
+            return data_samples
+        inputs = _select_rows(inputs, valid)
         ids = self.generate(inputs['input_ids'], inputs.get('attention_mask'),
                             inputs.get('pixel_values'), inputs.get('visual_frames'),
                             **generate_kwargs)
@@ -451,11 +459,8 @@ class LLaVA(BaseModel):
                                         inputs.get('pixel_values'), self.class_token_ids(),
                                         inputs.get('visual_frames'))
             probs = loglik.softmax(-1).cpu()
-        if data_samples is None:
-            from mmpretrain.structures import DataSample
-            data_samples = [DataSample() for _ in texts]
-        field = _TASK_FIELDS.get(self.task, 'pred_answer')
-        for i, (sample, text, row) in enumerate(zip(data_samples, texts, ids)):
+        for i, text, row in zip(range(len(valid)), texts, ids):
+            sample = data_samples[valid[i]]
             sample.set_field(text, field)
             sample.set_field(row.tolist(), 'pred_token_ids')
             if probs is not None:

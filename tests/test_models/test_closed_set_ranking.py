@@ -1,8 +1,11 @@
-"""Closed-set ranking: the batched shared-prefix scores equal full forwards, class by class."""
+"""Closed-set ranking: one pass over the shared prompt's cache, equal to full forwards."""
+import numpy as np
 import pytest
 import torch
+from transformers import DynamicCache
 
 from mmllava.apis import get_model, inference_model
+from mmllava.conversation import IMAGE_TOKEN_INDEX
 
 CONFIG = 'configs/llava/llava-tiny_vqa.py'
 CLASSES = ['walking', 'walking backward', 'doing a spin kick', 'getting up']
@@ -11,7 +14,7 @@ CLASSES = ['walking', 'walking backward', 'doing a spin kick', 'getting up']
 @pytest.fixture(scope='module')
 def model():
     torch.manual_seed(0)
-    # chunk 3 < 4 classes: the repeated cache is copied for the first chunk, reused after
+    # 3 classes a pass < 4 classes: the cache is cropped back to the prompt between passes
     return get_model(CONFIG, class_names=CLASSES, class_chunk_size=3)
 
 
@@ -69,3 +72,118 @@ def test_class_names_from_label_map_and_errors(tmp_path):
         missing.class_names
     with pytest.raises(ValueError, match='no class_names'):
         get_model(CONFIG).class_token_ids()
+
+
+def _left_padded(prompts):
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    return ids, mask
+
+
+def _visual_prompts(model):
+    """Two prompts with an image each (16 placeholder tokens), of different lengths."""
+    tok = model.tokenizer
+    n = model.num_image_tokens
+    return [[tok.bos_token_id] + tok.encode('USER:') + [IMAGE_TOKEN_INDEX] * n
+            + tok.encode('what is the person doing? ASSISTANT:'),
+            [tok.bos_token_id] + [IMAGE_TOKEN_INDEX] * n + tok.encode('hi ASSISTANT:')]
+
+
+def _pixels(seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 3, 56, 56, generator=g)
+
+
+def test_visual_prompt_scores_equal_full_sequence_forwards(model):
+    """Each class's score equals a full forward of its prompt (with its image) + that class."""
+    prompts = _visual_prompts(model)
+    pixels = _pixels(0)
+    candidates = model.class_token_ids() + [[7], [9, 11, 13, 15, 17, 2]]  # 1 and 6 tokens
+    ids, mask = _left_padded(prompts)
+    with torch.no_grad():
+        got = model.score_answers(ids, mask, pixels, candidates)
+        want = torch.zeros_like(got)
+        for b, prompt in enumerate(prompts):
+            for j, cand in enumerate(candidates):
+                full = torch.tensor([prompt + cand])
+                logits = model(dict(input_ids=full, pixel_values=pixels[b:b + 1]),
+                               mode='tensor')
+                logp = logits.float().log_softmax(-1)[0]
+                want[b, j] = sum(logp[len(prompt) - 1 + k, t] for k, t in enumerate(cand))
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_a_class_score_does_not_depend_on_the_others(model):
+    """A subset of the classes, in another order and any pass size, scores as in the full run."""
+    prompts = _visual_prompts(model)
+    pixels = _pixels(1)
+    candidates = model.class_token_ids() + [[5, 6], [8, 2], [12, 14, 2]]
+    ids, mask = _left_padded(prompts)
+    with torch.no_grad():
+        full = model.score_answers(ids, mask, pixels, candidates)
+        subset = [5, 1, 3]
+        part = model.score_answers(ids, mask, pixels, [candidates[i] for i in subset])
+        model.class_chunk_size = 1
+        one_by_one = model.score_answers(ids, mask, pixels, candidates)
+        model.class_chunk_size = 3
+    torch.testing.assert_close(part, full[:, subset], atol=1e-5, rtol=0)
+    torch.testing.assert_close(one_by_one, full, atol=1e-5, rtol=0)
+
+
+def test_mean_ranking_is_per_token(model):
+    prompts = _visual_prompts(model)
+    pixels = _pixels(2)
+    candidates = model.class_token_ids()
+    ids, mask = _left_padded(prompts)
+    with torch.no_grad():
+        summed = model.score_answers(ids, mask, pixels, candidates, ranking='sum')
+        mean = model.score_answers(ids, mask, pixels, candidates, ranking='mean')
+    lengths = torch.tensor([len(c) for c in candidates], dtype=torch.float32)
+    torch.testing.assert_close(mean, summed / lengths, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match='ranking must be one of'):
+        model.score_answers(ids, mask, pixels, candidates, ranking='max')
+    with pytest.raises(ValueError, match='ranking must be one of'):
+        get_model(CONFIG, class_names=CLASSES, ranking='max')
+
+
+def test_candidates_pass_reads_the_prompt_cache_once(model):
+    """The candidates' pass runs B rows (never B x classes) and all their tokens at once."""
+    prompts = _visual_prompts(model)
+    candidates = model.class_token_ids()
+    ids, mask = _left_padded(prompts)
+    shapes = []
+    layer = model.llm.model.layers[0]
+    handle = layer.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))
+    repeat = DynamicCache
+    original = repeat.batch_repeat_interleave
+    repeat.batch_repeat_interleave = lambda *a, **k: pytest.fail('the prompt cache was repeated')
+    try:
+        model.class_chunk_size = 64
+        with torch.no_grad():
+            model.score_answers(ids, mask, _pixels(3), candidates)
+    finally:
+        model.class_chunk_size = 3
+        repeat.batch_repeat_interleave = original
+        handle.remove()
+    fed = sum(len(c) - 1 for c in candidates)
+    assert [s[:2] for s in shapes] == [(2, ids.shape[1]), (2, fed)]
+
+
+def test_lora_model_ranks_through_its_adapters():
+    """With LoRA (non-zero adapters) the ranking still equals full forwards of that model."""
+    torch.manual_seed(0)
+    lora = get_model(CONFIG, class_names=CLASSES,
+                     lora=dict(r=4, alpha=8, dropout=0.0, target_modules=['q_proj', 'v_proj']))
+    with torch.no_grad():
+        for name, p in lora.llm.named_parameters():
+            if 'lora_B' in name:
+                p.copy_(torch.randn_like(p) * 0.1)
+    tok = lora.tokenizer
+    prompt = [tok.bos_token_id] + tok.encode('USER: what now? ASSISTANT:')
+    candidates = lora.class_token_ids()
+    with torch.no_grad():
+        got = lora.score_answers(torch.tensor([prompt]), None, None, candidates)
+        want = brute_force(lora, [prompt], candidates)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert np.isfinite(got.numpy()).all()
