@@ -10,6 +10,14 @@ CHECKPOINT is read by mmllava's safe loader (safetensors, or a weights-only torc
 folder of shards works too) and must fit the model exactly: weights are data, never code, so
 mmengine's unpickling ``load_checkpoint`` is not used. The tokenizer is the config's, else the
 ``tokenizer.model`` next to CHECKPOINT (as converted checkpoints have it).
+
+A sample whose image or clip is missing, empty, truncated or unreadable does not stop the run:
+it counts as a miss in every metric (see ``mmllava/datasets/invalid_samples.py``), each one is
+logged with its path and reason, ``WORK_DIR/invalid_samples.txt`` lists them (one line each,
+``sample_id<TAB>reason``; written at every run, empty when there are none, so that it never
+describes an earlier run), and the metrics (``--out-metrics``) hold ``invalid_samples``, their
+count. ``--cfg-options test_dataloader.dataset.fail_on_invalid=True`` stops at the first one
+instead, with an error naming the file and the reason.
 """
 import argparse
 import os
@@ -53,6 +61,65 @@ class ProgressBarHook(Hook):
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         if self.bar is not None:
             self.bar.update()
+
+
+class InvalidSamplesHook(Hook):
+    """Logs and lists the samples whose visual could not be read (metainfo ``invalid_sample``).
+
+    Each is logged as the batch holding it is done; at the end the lists of all ranks are
+    gathered, ``WORK_DIR/invalid_samples.txt`` is written (``sample_id<TAB>reason`` a line, empty
+    when there are none) and ``invalid_samples`` (the count) is added to the metrics. Runs
+    first (before ``RuntimeInfoHook`` hands the metrics to the logger), so the count is logged
+    with the metrics.
+
+    Args:
+        file_name (str): The list's name in the work dir.
+    """
+    priority = 'HIGHEST'
+
+    def __init__(self, file_name: str = 'invalid_samples.txt'):
+        self.file_name = file_name
+        self.found = []
+
+    def before_test(self, runner) -> None:
+        from mmengine.dist import is_main_process
+        self.found = []
+        path = osp.join(runner.work_dir, self.file_name)
+        if is_main_process() and osp.exists(path):  # an earlier run's list: never left as ours
+            os.remove(path)
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        samples = outputs if outputs is not None else (data_batch or {}).get('data_samples')
+        for sample in samples or ():
+            meta = getattr(sample, 'metainfo', {})
+            reason = meta.get('invalid_sample')
+            if not reason:
+                continue
+            sample_id = next((meta[k] for k in ('sample_id', 'question_id', 'image_id')
+                              if meta.get(k) is not None), None)
+            self.found.append((str(sample_id), ' '.join(str(reason).splitlines())))
+            runner.logger.warning(f'Invalid sample {sample_id!r} (scored as a miss): {reason}')
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        from mmengine.dist import all_gather_object, is_main_process
+        found, seen = [], set()
+        for part in all_gather_object(self.found):  # a sampler may repeat one to pad ranks
+            for item in part:
+                if item not in seen:
+                    seen.add(item)
+                    found.append(item)
+        if metrics is not None:
+            metrics['invalid_samples'] = len(found)
+        if not is_main_process():
+            return
+        path = osp.join(runner.work_dir, self.file_name)
+        with open(path, 'w', encoding='utf-8') as f:
+            f.writelines(f'{sample_id}\t{reason}\n' for sample_id, reason in found)
+        if found:
+            runner.logger.warning(f'{len(found)} invalid samples (image or clip missing or '
+                                  f'unreadable), scored as misses: listed in {path}')
+        else:
+            runner.logger.info(f'No invalid samples ({path} is empty)')
 
 
 def fill_pipeline(pipeline: list, model) -> None:
@@ -113,6 +180,7 @@ def main(argv=None):
         log_processor=cfg.get('log_processor'), log_level=cfg.get('log_level', 'INFO'),
         visualizer=cfg.get('visualizer'), default_scope=cfg.get('default_scope', 'mmllava'),
         randomness=cfg.get('randomness', dict(seed=None)), launcher=args.launcher, cfg=cfg)
+    runner.register_hook(InvalidSamplesHook())
     if not args.no_progress:
         runner.register_hook(ProgressBarHook())
     metrics = runner.test()

@@ -8,7 +8,9 @@ skipped)::
     images      path label                   e.g. applauding_001.jpg 0   (Stanford40 style)
 
 and a label map: one class name a line, line ``i`` (counted from 0) naming label ``i``, as
-mmaction2 ships them (``tools/data/ucf101/label_map.txt`` ...).
+mmaction2 ships them (``tools/data/ucf101/label_map.txt`` ...), read by
+:func:`mmllava.utils.label_map.read_label_map`: identifier names are asked and answered as
+words (``ApplyEyeMakeup`` -> ``apply eye makeup``, ``brush_hair`` -> ``brush hair``).
 
 A sample becomes a one-turn conversation: a question (:func:`action_question`), the class name
 as the answer. ``'closed'`` questions list the classes (:func:`closed_set_question`, the same
@@ -31,11 +33,11 @@ list or label map, a missing file, or a rawframe folder with fewer frames than i
 import os.path as osp
 from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
-from mmengine.dataset import Compose
-
 from mmllava.conversation import from_llava_conversations
 from mmllava.registry import DATASETS
+from mmllava.utils.label_map import read_label_map
 
+from .invalid_samples import LlavaCompose
 from .llava_instruct import (
     MISSING_IMAGE,
     BaseLlavaDataset,
@@ -91,36 +93,6 @@ def action_question(class_names: Sequence[str], question_mode: str = 'closed',
     if question_mode == 'closed':
         return closed_set_question(class_names, question)
     return question
-
-
-def read_label_map(path: str) -> List[str]:
-    """Class names, one a line (line ``i`` names label ``i``).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: an empty file, a blank line between names, or a name given twice (the
-            answer would not tell the labels apart), named by ``file:line``.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'label map not found: {path!r}')
-    with open(path, encoding='utf-8') as f:
-        lines = f.read().splitlines()
-    while lines and not lines[-1].strip():  # a trailing newline or two is fine
-        lines.pop()
-    if not lines:
-        raise ValueError(f'{path}: the label map is empty (one class name a line expected)')
-    names, seen = [], {}
-    for number, line in enumerate(lines, 1):
-        name = line.strip()
-        if not name:
-            raise ValueError(f'{path}:{number}: blank line in the label map (line i names '
-                             'label i - 1, so a gap would shift every later label)')
-        if name in seen:
-            raise ValueError(f'{path}:{number}: class {name!r} is listed twice (first on line '
-                             f'{seen[name]})')
-        seen[name] = number
-        names.append(name)
-    return names
 
 
 def _int_field(value: str, what: str, where: str) -> int:
@@ -183,9 +155,15 @@ def read_action_list(path: str, list_format: str = 'videos',
     return entries
 
 
-def sample_id_of(entry: ActionListEntry) -> str:
-    """A sample's id: its path without the extension (a rawframe folder as it is)."""
-    return osp.splitext(entry.path)[0] if osp.splitext(entry.path)[1] else entry.path
+def sample_id_of(entry) -> str:
+    """A sample's id: its path without the extension (a rawframe folder as it is).
+
+    Args:
+        entry (ActionListEntry | str): A list entry, or its path.
+    """
+    path = entry if isinstance(entry, str) else entry.path
+    stem, ext = osp.splitext(path)
+    return stem if ext else path
 
 
 def llava_action_sample(entry: ActionListEntry, class_names: Sequence[str], question: str,
@@ -214,8 +192,9 @@ def llava_action_sample(entry: ActionListEntry, class_names: Sequence[str], ques
     return record
 
 
-class _LocatedCompose(Compose):
-    """The pipeline, with ``list_file:line`` of the sample put in front of its errors."""
+class _LocatedCompose(LlavaCompose):
+    """The pipeline, with ``list_file:line`` of the sample put in front of its errors (raised
+    from the original, so an unreadable clip stays recognizable as one)."""
 
     def __call__(self, data: dict):
         try:
@@ -252,12 +231,16 @@ class ActionListDataset(BaseLlavaDataset):
 
     Errors of the list itself (a malformed line, a label outside the label map, an empty list
     or label map) always raise; missing files (and, for rawframes, a folder without its last
-    frame) are invalid samples: they raise at init, or are skipped with ``skip_invalid``.
+    frame) are invalid samples: in training they raise at init, or are skipped with
+    ``skip_invalid``; in test mode they, and clips that cannot be decoded, are scored as misses
+    (see :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset`), or raise with
+    ``fail_on_invalid=True``.
 
     Args:
         ann_file (str): The list, relative to ``data_root`` unless absolute.
         label_map (str | Sequence[str]): The label map file (relative to ``data_root`` unless
-            absolute), or the class names.
+            absolute; its names as words, :func:`~mmllava.utils.label_map.read_label_map`), or
+            the class names (taken as given).
         list_format (str): ``'videos'``, ``'rawframes'`` or ``'images'``.
         data_root (str): Root of ``ann_file``, ``label_map`` and ``img_prefix``.
         img_prefix (str): Folder the list's paths are relative to (``videos``, ``rawframes``,
@@ -265,7 +248,8 @@ class ActionListDataset(BaseLlavaDataset):
         question_mode (str): ``'closed'`` (the classes listed in the question) or ``'open'``.
         question (str, optional): The question; :data:`OPEN_QUESTION` when not given.
         pipeline (Sequence): Transforms (``LoadVisuals`` first).
-        skip_invalid (bool): Skip samples whose files are missing instead of raising.
+        skip_invalid (bool): Skip samples whose files are missing instead of raising (in test
+            mode they are scored as misses unless this is set).
         check_images (bool): Check at init that every file exists; for rawframes, that each
             folder holds the last frame its line counts (``img_{total_frames:05}.jpg``).
         filter_cfg (dict, optional): mmengine's filter: ``dict(classes=[names])`` keeps the
@@ -350,7 +334,7 @@ class ActionListDataset(BaseLlavaDataset):
                 problem = self._missing(entry)
                 if problem is not None:
                     yield record['id'], InvalidSampleError(
-                        f'{self.ann_file}:{entry.line}: {problem}', MISSING_IMAGE)
+                        f'{self.ann_file}:{entry.line}: {problem}', MISSING_IMAGE, record)
                     continue
             yield record['id'], record
 

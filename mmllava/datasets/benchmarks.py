@@ -5,8 +5,9 @@ Each dataset gives test-mode samples (the question turn only) with the fields th
 (POPE). The ground truth is read by the same functions that score prediction files offline
 (:mod:`mmllava.evaluation.offline`), so a run and an offline scoring agree on what is true. A
 malformed annotation file raises :class:`~mmllava.evaluation.offline.AnnotationError` naming
-the file and the record; a missing image raises (or, with ``skip_invalid``, is skipped and
-counted) as in :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset`.
+the file and the record; a missing or unreadable image is scored as a miss (or raises with
+``fail_on_invalid=True``; with ``skip_invalid`` a missing one is left out and counted) as in
+:class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset`.
 
 Prompts are LLaVA-1.5's (``llava/eval/model_vqa_loader.py`` and ``model_vqa_science.py`` with
 the released question files): ``"<image>\\n{question}\\n{instruction}"``.
@@ -60,18 +61,19 @@ class _QuestionDataset(BaseLlavaDataset):
         exists: Dict[str, bool] = {}
         for record in self.read_questions():
             path = record['path']
+            record['modality_length'] = max(1, len(self.text(record).split()))
+            if path is None:
+                record['modality_length'] *= -1  # text-only, as LLaVAInstructDataset
             if self.check_images and path is not None:
                 if path not in exists:
                     exists[path] = osp.exists(path)
                 if not exists[path]:
-                    try:
-                        self._invalid(record['id'], MISSING_IMAGE, 'image file not found', path)
+                    try:  # the record goes with the error: test mode scores it as a miss
+                        self._invalid(record['id'], MISSING_IMAGE, 'image file not found', path,
+                                      record=record)
                     except InvalidSampleError as e:
                         yield record['id'], e
                         continue
-            record['modality_length'] = max(1, len(self.text(record).split()))
-            if path is None:
-                record['modality_length'] *= -1  # text-only, as LLaVAInstructDataset
             yield record['id'], record
 
     def text(self, record: dict) -> str:
@@ -282,19 +284,49 @@ class GQADataset(_QuestionDataset):
         return records
 
 
+# The Rosetta OCR tokens of TextVQA's release, the ones LLaVA-1.5's TextVQA prompts carry.
+TEXTVQA_OCR_FILE = 'TextVQA_Rosetta_OCR_v0.2_val.json'
+TEXTVQA_OCR_URL = 'https://dl.fbaipublicfiles.com/textvqa/data/' + TEXTVQA_OCR_FILE
+
+
+def textvqa_ocr_question(question: str, ocr_tokens: Sequence[str]) -> str:
+    """A TextVQA question with its OCR tokens, as LLaVA-1.5 asks it (before the instruction).
+
+    ``"{Question}\\nReference OCR token: {tok1}, {tok2}, ..."``: the question's first letter
+    upper case and the rest lower case (``str.capitalize``; TextVQA's questions are lower
+    case), the tokens as the OCR file gives them, in order, joined with ``", "``; an image
+    without tokens keeps the line (``"Reference OCR token: "``).
+
+    Format taken from the authors' question file ``playground/data/eval/textvqa/
+    llava_textvqa_val_v051_ocr.jsonl`` (haotian-liu/LLaVA, read in full: all 5000 prompts are
+    these three lines, 115 with an empty token list, none with an upper-case letter after the
+    first). Its tokens are the Rosetta OCR of TextVQA's release, ``TextVQA_Rosetta_OCR_v0.2_*.json``
+    (``{"data": [{"image_id", "ocr_tokens", "ocr_info"}]}``; the authors' answer in
+    haotian-liu/LLaVA#976); ``TextVQA_0.5.1_val.json`` has questions and answers only.
+    """
+    return f'{question.capitalize()}\nReference OCR token: {", ".join(ocr_tokens)}'
+
+
 @DATASETS.register_module()
 class TextVQADataset(_QuestionDataset):
-    """TextVQA from the official ``TextVQA_0.5.1_val.json``.
+    """TextVQA from the official ``TextVQA_0.5.1_val.json`` and its Rosetta OCR tokens.
 
     The file is ``{"data": [{"question_id", "image_id", "question", "answers", ...}]}``;
     images are ``{img_prefix}/{image_id}.jpg`` (the ``train_images`` folder holds val too).
 
-    Prompt: ``"<image>\\n{question}\\nAnswer the question using a single word or phrase."``.
-    LLaVA-1.5's reported TextVQA number (58.2) used ``llava_textvqa_val_v051_ocr.jsonl``,
-    whose questions carry a line ``"Reference OCR token: tok1, tok2, ..."`` before the
-    instruction; the official annotation file has no OCR tokens, so that line is added only
-    when ``ocr_file`` (the Rosetta OCR ``TextVQA_Rosetta_OCR_v0.2_val.json``:
-    ``{"data": [{"image_id", "ocr_tokens"}]}``) is given, or a record has ``ocr_tokens``.
+    The prompt is LLaVA-1.5's (``llava_textvqa_val_v051_ocr.jsonl``, the file behind its
+    reported 58.2; see :func:`textvqa_ocr_question`)::
+
+        <image>
+        {Question}
+        Reference OCR token: {tok1}, {tok2}, ...
+        Answer the question using a single word or phrase.
+
+    The tokens come from ``ocr_file`` (default :data:`TEXTVQA_OCR_FILE`, from
+    :data:`TEXTVQA_OCR_URL`), matched by ``image_id``; with ``ocr_file=''`` from each record's
+    own ``ocr_tokens`` (files that merge them in). ``with_ocr=False`` gives the prompt without
+    OCR tokens, the question as the file has it:
+    ``"<image>\\n{question}\\nAnswer the question using a single word or phrase."``.
 
     Samples hold ``question_id``, ``images``, ``messages`` and ``gt_answer`` (the 10 human
     answers) for :class:`~mmllava.evaluation.metrics.VQAAccuracy` with
@@ -302,7 +334,9 @@ class TextVQADataset(_QuestionDataset):
 
     Args:
         ann_file (str): The TextVQA JSON, relative to ``data_root`` unless absolute.
-        ocr_file (str): Optional OCR JSON (see above); ``''`` for none.
+        ocr_file (str): The OCR JSON (see above), relative to ``data_root`` unless absolute;
+            ``''``: the records' ``ocr_tokens``.
+        with_ocr (bool): Put the OCR tokens in the prompt (LLaVA-1.5's prompt).
         data_root (str): Root of the files and ``img_prefix``.
         img_prefix (str): The image folder.
         img_name_format (str): An image's file name, formatted with ``image_id``.
@@ -310,9 +344,10 @@ class TextVQADataset(_QuestionDataset):
         **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
     """
 
-    def __init__(self, ann_file: str, ocr_file: str = '',
+    def __init__(self, ann_file: str, ocr_file: str = TEXTVQA_OCR_FILE, with_ocr: bool = True,
                  img_name_format: str = '{image_id}.jpg', **kwargs):
-        self.ocr_file = ocr_file
+        self.ocr_file = ocr_file if with_ocr else ''
+        self.with_ocr = with_ocr
         self.img_name_format = img_name_format
         super().__init__(ann_file=ann_file, **kwargs)
 
@@ -324,6 +359,10 @@ class TextVQADataset(_QuestionDataset):
     def _ocr_tokens(self) -> Optional[Dict[str, List[str]]]:
         if not self.ocr_file:
             return None
+        if not osp.isfile(self.ocr_file):
+            raise FileNotFoundError(
+                f'TextVQADataset: OCR file not found: {self.ocr_file!r} (download '
+                f'{TEXTVQA_OCR_URL}, or set with_ocr=False for the prompt without OCR tokens)')
         data = self._read_json(self.ocr_file)
         rows = data.get('data') if isinstance(data, dict) else None
         if not isinstance(rows, list):
@@ -350,12 +389,16 @@ class TextVQADataset(_QuestionDataset):
                 _malformed(self.ann_file, f'record #{n} (question {q["question_id"]!r}) needs '
                                           '"question" and "image_id"')
             prompt = q['question']
-            tokens = q.get('ocr_tokens') if ocr is None else ocr.get(str(q['image_id']))
-            if ocr is not None and tokens is None:
-                _malformed(self.ocr_file, f'no OCR tokens for image {q["image_id"]!r} (question '
-                                          f'{q["question_id"]!r} of {self.ann_file})')
-            if tokens:
-                prompt = f'{prompt}\nReference OCR token: {", ".join(tokens)}'
+            if self.with_ocr:
+                tokens = q.get('ocr_tokens') if ocr is None else ocr.get(str(q['image_id']))
+                if tokens is None and ocr is not None:
+                    _malformed(self.ocr_file, f'no OCR tokens for image {q["image_id"]!r} '
+                                              f'(question {q["question_id"]!r} of {self.ann_file})')
+                if not isinstance(tokens, list):
+                    _malformed(self.ann_file, f'question {q["question_id"]!r} has no "ocr_tokens" '
+                                              f'list: give ocr_file ({TEXTVQA_OCR_FILE}), or set '
+                                              'with_ocr=False for the prompt without OCR tokens')
+                prompt = textvqa_ocr_question(prompt, [str(t) for t in tokens])
             records.append(dict(
                 id=q['question_id'], question_id=q['question_id'], prompt=prompt,
                 gt_answer=list(answers[str(q['question_id'])]['gt']),

@@ -85,7 +85,7 @@ class COCOCaptionDataset(BaseLlavaDataset):
                 if self.check_images:
                     if path not in exists:
                         exists[path] = osp.exists(path)
-                    if not exists[path]:
+                    if not exists[path] and not self.keeps_missing:
                         self._invalid(image_id, MISSING_IMAGE, 'image file not found', path)
             except InvalidSampleError as e:
                 yield index, e
@@ -104,6 +104,14 @@ class COCOCaptionDataset(BaseLlavaDataset):
                     modality_length=prompt_words + len(caption.split()))
         for entry in by_image.values():
             entry.update(id=str(entry['image_id']), modality_length=prompt_words)
+            path = self.image_path(entry['image'])
+            if self.check_images and not exists.get(path, True):  # a miss to score
+                try:
+                    self._invalid(entry['id'], MISSING_IMAGE, 'image file not found', path,
+                                  record=entry)
+                except InvalidSampleError as e:
+                    yield entry['id'], e
+                    continue
             yield entry['id'], entry
 
     def parse_record(self, record: dict) -> dict:

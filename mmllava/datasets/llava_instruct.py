@@ -35,6 +35,10 @@ where relevant. With ``skip_invalid=True`` they are dropped instead, counted and
 listed in :attr:`BaseLlavaDataset.skipped`; samples that fail later in the pipeline (e.g. a
 conversation whose labels end up fully masked) are skipped for another random index, and each
 such skip is logged and counted too.
+
+Test mode is different: a sample whose image or clip is missing (at init) or cannot be read (in
+the pipeline) becomes a miss to be scored, not an error (:mod:`~mmllava.datasets.invalid_samples`);
+``fail_on_invalid=True`` restores the error at the first one.
 """
 import json
 import logging
@@ -49,6 +53,8 @@ from mmengine.logging import print_log
 
 from mmllava.conversation import IGNORE_INDEX, from_llava_conversations
 from mmllava.registry import DATASETS, TRANSFORMS
+
+from .invalid_samples import INVALID_SAMPLE, LlavaCompose, invalid_stub, is_visual_error, one_line
 
 IMAGE_PLACEHOLDER = '<image>'
 VIDEO_PLACEHOLDER = '<video>'
@@ -77,11 +83,16 @@ class SkippedSample(NamedTuple):
 
 
 class InvalidSampleError(ValueError):
-    """A bad sample; ``reason`` is its problem kind (see :data:`PROBLEM_NAMES`)."""
+    """A bad sample; ``reason`` is its problem kind (see :data:`PROBLEM_NAMES`).
 
-    def __init__(self, message: str, reason: str):
+    ``record`` is the sample's complete raw record where the problem is a missing file (so that
+    test mode can keep it as a miss to score), else None.
+    """
+
+    def __init__(self, message: str, reason: str, record: Optional[dict] = None):
         super().__init__(message)
         self.reason = reason
+        self.record = record
 
 
 def classify_error(error: BaseException) -> str:
@@ -138,6 +149,15 @@ class BaseLlavaDataset(BaseDataset):
     another random sample, as mmengine does; the count is per process (each dataloader worker
     logs and counts its own).
 
+    In test mode (evaluation) a sample whose visual is missing at init or cannot be read in the
+    pipeline (a ``ValueError``/``OSError`` of ``LoadImages``/``LoadVisuals``) is a miss: it
+    stays in the data list and comes out as a stub carrying metainfo ``invalid_sample`` (the
+    one-line reason), which the model answers with nothing and the metrics score as wrong
+    (:mod:`~mmllava.datasets.invalid_samples`). ``fail_on_invalid=True`` raises at the first one
+    instead (at init, or when it is read). With ``skip_invalid`` in test mode the files missing
+    at init are left out (counted in :attr:`skipped`), e.g. to score only the clips a copy has;
+    those that fail when read are still misses. Other errors raise in test mode as in training.
+
     Args:
         ann_file (str): Annotation file, relative to ``data_root`` unless absolute.
         data_root (str): Root of ``ann_file`` and ``img_prefix``.
@@ -147,16 +167,21 @@ class BaseLlavaDataset(BaseDataset):
         skip_invalid (bool): Drop invalid samples (counted, logged, listed in
             :attr:`skipped`) instead of raising.
         check_images (bool): Check at init that every image file exists.
-        test_mode (bool): Evaluation samples (never skipped at run time).
+        test_mode (bool): Evaluation samples (never skipped at run time; unreadable visuals
+            are scored misses, see above).
+        fail_on_invalid (bool): Test mode only: raise at the first sample whose visual is
+            missing or unreadable, instead of scoring it as a miss (the default).
         **kwargs: Other :class:`mmengine.dataset.BaseDataset` arguments (``indices``,
             ``serialize_data``, ``lazy_init``, ``max_refetch`` ...).
     """
 
     def __init__(self, ann_file: str = '', data_root: str = '', img_prefix: str = '',
                  pipeline: Sequence[Union[dict, Callable]] = (), skip_invalid: bool = False,
-                 check_images: bool = True, test_mode: bool = False, **kwargs):
+                 check_images: bool = True, test_mode: bool = False,
+                 fail_on_invalid: bool = False, **kwargs):
         self.skip_invalid = skip_invalid
         self.check_images = check_images
+        self.fail_on_invalid = fail_on_invalid
         self.skipped: List[SkippedSample] = []
         self._modality_lengths: Optional[np.ndarray] = None
         self._bad_indices = set()  # failed at run time: not drawn again as a replacement
@@ -165,6 +190,7 @@ class BaseLlavaDataset(BaseDataset):
         pipeline = [TRANSFORMS.build(t) if isinstance(t, dict) else t for t in pipeline]
         super().__init__(ann_file=ann_file, data_root=data_root, pipeline=pipeline,
                          test_mode=test_mode, **kwargs)
+        self.pipeline = LlavaCompose(self.pipeline.transforms)
 
     # ------------------------------------------------------------------ loading
     @property
@@ -183,11 +209,22 @@ class BaseLlavaDataset(BaseDataset):
         with open(path, encoding='utf-8') as f:
             return json.load(f)
 
-    def _invalid(self, sample_id, reason: str, message: str, path: Optional[str] = None):
+    def _invalid(self, sample_id, reason: str, message: str, path: Optional[str] = None,
+                 record: Optional[dict] = None):
         where = f'sample {sample_id!r} of {self.ann_file!r}'
         if path is not None:
             where += f', image {path!r}'
-        raise InvalidSampleError(f'{type(self).__name__}: {where}: {message}', reason)
+        raise InvalidSampleError(f'{type(self).__name__}: {where}: {message}', reason, record)
+
+    @property
+    def scores_misses(self) -> bool:
+        """Whether unreadable visuals become misses: test mode without ``fail_on_invalid``."""
+        return self.test_mode and not self.fail_on_invalid
+
+    @property
+    def keeps_missing(self) -> bool:
+        """Whether files missing at init become misses (then the record goes with the error)."""
+        return self.scores_misses and not self.skip_invalid
 
     def load_records(self) -> Iterator[Tuple[Any, Union[dict, InvalidSampleError]]]:
         """Yield ``(sample_id, record or InvalidSampleError)`` pairs; see the class doc."""
@@ -195,10 +232,15 @@ class BaseLlavaDataset(BaseDataset):
 
     def load_data_list(self) -> List[dict]:
         """Check every record; keep the valid ones raw (plus ``modality_length``)."""
-        records, problems = [], []
+        records, problems, misses = [], [], []
         for sample_id, record in self.load_records():
             if isinstance(record, InvalidSampleError):
-                problems.append(SkippedSample(sample_id, record.reason, str(record)))
+                if (self.keeps_missing and record.reason == MISSING_IMAGE
+                        and record.record is not None):
+                    misses.append(one_line(record))
+                    records.append(dict(record.record, **{INVALID_SAMPLE: misses[-1]}))
+                else:
+                    problems.append(SkippedSample(sample_id, record.reason, str(record)))
             else:
                 records.append(record)
         if problems and not self.skip_invalid:
@@ -206,10 +248,16 @@ class BaseLlavaDataset(BaseDataset):
             if len(problems) > 1:
                 more = (f' ({summarize_skipped(problems).replace("skipped", "invalid")} in '
                         'all)')
-            raise InvalidSampleError(
-                f'{problems[0].message}{more}. Set skip_invalid=True to skip such samples, or '
-                'run tools/analysis_tools/check_dataset.py for a report',
-                problems[0].reason)
+            hint = ('Set skip_invalid=True to skip such samples, or run '
+                    'tools/analysis_tools/check_dataset.py for a report')
+            if self.test_mode and problems[0].reason == MISSING_IMAGE:
+                hint = ('Set fail_on_invalid=False to score such samples as misses, or '
+                        'skip_invalid=True to leave them out')
+            raise InvalidSampleError(f'{problems[0].message}{more}. {hint}', problems[0].reason)
+        if misses:
+            print_log(f'{type(self).__name__} ({self.ann_file}): {len(misses)} samples have a '
+                      f'missing file and are scored as misses (fail_on_invalid=True stops '
+                      f'instead; first: {misses[0]})', logger='current', level=logging.WARNING)
         if problems:
             self.skipped.extend(problems)
             print_log(f'{type(self).__name__} ({self.ann_file}): '
@@ -252,11 +300,19 @@ class BaseLlavaDataset(BaseDataset):
         info = self.parse_record(record)
         info['sample_idx'] = record['sample_idx']
         info['modality_length'] = record['modality_length']
+        if record.get(INVALID_SAMPLE):
+            info[INVALID_SAMPLE] = record[INVALID_SAMPLE]
         return info
 
     def prepare_data(self, idx: int) -> Any:
-        """Run the pipeline; with ``skip_invalid``, a failing sample is counted and skipped."""
+        """Run the pipeline; with ``skip_invalid``, a failing sample is counted and skipped.
+
+        In test mode a sample whose visual is missing or unreadable gives its stub (see the
+        class doc) unless ``fail_on_invalid``.
+        """
         info = self.get_data_info(idx)
+        if info.get(INVALID_SAMPLE):  # missing at init (only kept when scored as a miss)
+            return self._stub(info, info[INVALID_SAMPLE])
         try:
             results = self.pipeline(info)
             if not self.test_mode and labels_fully_masked(results):
@@ -268,6 +324,8 @@ class BaseLlavaDataset(BaseDataset):
             message = str(e)
             if self.ann_file and self.ann_file not in message:
                 message = f'{message} (annotation file {self.ann_file!r})'
+            if self.scores_misses and is_visual_error(e):
+                return self._stub(self.get_data_info(idx), message, e)
             if not self.skip_invalid or self.test_mode:
                 raise InvalidSampleError(message, reason) from e
             self.skipped.append(SkippedSample(info.get('sample_id'), reason, message))
@@ -277,6 +335,13 @@ class BaseLlavaDataset(BaseDataset):
                       logger='current', level=logging.WARNING)
             return None  # BaseDataset.__getitem__ then takes another random index
         return results
+
+    def _stub(self, info: dict, reason: str, error: Optional[BaseException] = None) -> dict:
+        stub = invalid_stub(self.pipeline, info, reason)
+        if stub is None:
+            raise InvalidSampleError(f'{reason} (not scored as a miss: the pipeline has no '
+                                     'PackLlavaInputs to pack it)', MISSING_IMAGE) from error
+        return stub
 
     def _rand_another(self) -> int:
         # mmengine's random replacement, avoiding the samples known to fail.
@@ -373,15 +438,14 @@ class LLaVAInstructDataset(BaseLlavaDataset):
             videos = _video_list(record)
         except ValueError as e:
             self._invalid(sample_id, MALFORMED, str(e))
+        missing = None  # (message, path) of the first missing file
         if self.check_images:
-            for path in images:
-                full = self.image_path(path)
-                if not osp.exists(full):
-                    self._invalid(sample_id, MISSING_IMAGE, 'image file not found', full)
-            for path in videos:
-                full = self.image_path(path)
-                if not osp.exists(full):
-                    self._invalid(sample_id, MISSING_IMAGE, 'video not found', full)
+            for what, paths in (('image file not found', images), ('video not found', videos)):
+                for full in map(self.image_path, paths):
+                    if missing is None and not osp.exists(full):
+                        missing = (what, full)
+            if missing and not self.keeps_missing:
+                self._invalid(sample_id, MISSING_IMAGE, *missing)
         if not self.test_mode and not any(m['role'] == 'assistant' for m in messages):
             self._invalid(sample_id, NO_GPT_TURN, 'conversations have no "gpt" turn: nothing '
                           'to train on')
@@ -397,6 +461,8 @@ class LLaVAInstructDataset(BaseLlavaDataset):
         length = max(1, _count_words(record['conversations']))
         record['modality_length'] = length if images or videos else -length
         record.setdefault('id', index)
+        if missing:  # a miss to score (keeps_missing): the record is complete
+            self._invalid(sample_id, MISSING_IMAGE, *missing, record=record)
         return record
 
     def parse_record(self, record: dict) -> dict:

@@ -84,10 +84,12 @@ class VQAv2Dataset(BaseLlavaDataset):
                     self._invalid(qid, MALFORMED, f'bad question record {q!r:.120}')
                 path = self.image_path(self.img_name_format.format(
                     image_id=q['image_id'], data_subtype=subtype))
+                missing = False
                 if self.check_images:
                     if q['image_id'] not in exists:
                         exists[q['image_id']] = osp.exists(path)
-                    if not exists[q['image_id']]:
+                    missing = not exists[q['image_id']]
+                    if missing and not self.keeps_missing:
                         self._invalid(qid, MISSING_IMAGE, 'image file not found', path)
                 record = dict(id=qid, question_id=qid, image_id=q['image_id'],
                               question=q['question'], path=path)
@@ -101,11 +103,13 @@ class VQAv2Dataset(BaseLlavaDataset):
                     record.update(
                         gt_answer=gt, answer_type=ann.get('answer_type'),
                         answer=most_common_answer(gt, ann.get('multiple_choice_answer')))
+                record['modality_length'] = len(self._question(record).split()) + (
+                    len(record['answer'].split()) if 'answer' in record else 0)
+                if missing:  # test mode scores it as a miss: the record goes with the error
+                    self._invalid(qid, MISSING_IMAGE, 'image file not found', path, record)
             except InvalidSampleError as e:
                 yield qid, e
                 continue
-            record['modality_length'] = len(self._question(record).split()) + (
-                len(record['answer'].split()) if 'answer' in record else 0)
             yield qid, record
 
     def _question(self, record: dict) -> str:

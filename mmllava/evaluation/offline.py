@@ -3,7 +3,10 @@
 Predictions: JSON lines of ``{"question_id", "text"}`` (what the original LLaVA's
 ``model_vqa_loader.py`` and friends write), or a JSON list of such dicts (``tools/test.py
 --out``). The id may be ``question_id``, ``sample_id`` or ``image_id``; the text ``text``,
-``answer``, ``pred_answer``, ``pred_caption`` or ``caption``. Ids are compared as strings.
+``answer``, ``pred_answer``, ``pred_caption`` or ``caption``. Ids are compared as strings. A
+prediction with a non-empty ``invalid_sample`` (``tools/test.py --out`` writes the reason for a
+sample whose visual could not be read) is scored as a miss and counted in ``num_invalid``, as in
+the run.
 
 Annotations, per metric:
 
@@ -93,6 +96,15 @@ def read_predictions(path: str) -> Dict[str, str]:
             raise AnnotationError(f'{path}: question {qid!r} is predicted more than once')
         preds[str(qid)] = text
     return preds
+
+
+def read_invalid_ids(path: str) -> set:
+    """The ids of the predictions marked ``invalid_sample`` (see the module doc)."""
+    data = read_json_or_lines(path)
+    if isinstance(data, dict):
+        data = data.get('predictions', data.get('results', [data]))
+    return {str(next(row[k] for k in PRED_ID_KEYS if k in row)) for row in data
+            if isinstance(row, dict) and row.get('invalid_sample')}
 
 
 def read_prediction_scores(path: str) -> Dict[str, list]:
@@ -203,8 +215,10 @@ def read_gqa(path: str) -> Tuple[Dict[str, dict], dict]:
 
 
 def read_action_list(path: str, label_map: str = None) -> Tuple[Dict[str, dict], dict]:
-    """An mmaction2 video or rawframe list: ``{path: {gt}}`` and the label map's classes."""
-    from .metrics.action import read_label_map
+    """An mmaction2 video or rawframe list: ``{sample id: {gt}}`` (the path without its
+    extension, as ``tools/test.py --out`` writes it) and the label map's classes."""
+    from mmllava.datasets.action_lists import sample_id_of
+    from mmllava.utils.label_map import read_label_map
     label_map = label_map or osp.join(osp.dirname(path), 'label_map.txt')
     _need(osp.exists(label_map), path, f'no label map: {label_map} does not exist (give one '
           'with --label-map)')
@@ -221,8 +235,9 @@ def read_action_list(path: str, label_map: str = None) -> Tuple[Dict[str, dict],
             _need(0 <= label < len(classes), path,
                   f'line {n}: label {label} is outside the label map {label_map} '
                   f'({len(classes)} classes)')
-            _need(parts[0] not in out, path, f'line {n}: {parts[0]} is listed twice')
-            out[parts[0]] = dict(gt=label)
+            sample_id = sample_id_of(parts[0])
+            _need(sample_id not in out, path, f'line {n}: {parts[0]} is listed twice')
+            out[sample_id] = dict(gt=label)
     _need(bool(out), path, 'the list is empty')
     return out, dict(classes=classes)
 
@@ -260,6 +275,11 @@ def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
         anns, kwargs = reader(ann_files[0], **extra)
     preds = read_predictions(pred_file)
     scores = read_prediction_scores(pred_file) if metric == 'action' else {}
+    invalid = read_invalid_ids(pred_file)
+    if metric == 'action':  # list paths or a run's sample ids: both name a clip
+        from mmllava.datasets.action_lists import sample_id_of
+        preds, scores = ({sample_id_of(k): v for k, v in d.items()} for d in (preds, scores))
+        invalid = {sample_id_of(k) for k in invalid}
     unknown = [q for q in preds if q not in anns]
     if unknown:
         raise AnnotationError(
@@ -274,7 +294,8 @@ def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
             'them as wrong.')
     records: List[dict] = []
     for qid, ann in anns.items():
-        records.append(dict(ann, id=qid, pred=preds.get(qid), scores=scores.get(qid)))
+        records.append(dict(ann, id=qid, pred=preds.get(qid), scores=scores.get(qid),
+                            invalid=qid in invalid))
     metric_obj = metric_cls(prefix=prefix or default_prefix, **kwargs)
     values = metric_obj.compute_metrics(records)
     values['num_missing'] = len(missing)

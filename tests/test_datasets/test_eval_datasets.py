@@ -84,13 +84,18 @@ def test_scienceqa_errors(tmp_path):
         ScienceQADataset(ann_file=str(DATA / 'scienceqa_problems.json'),
                          split_file=str(DATA / 'scienceqa_pid_splits.json'),
                          split='minitest', check_images=False)
-    # A missing image names the problem and the path; skip_invalid drops and counts it.
+    # A missing image is a miss to score; with fail_on_invalid it names the problem and the
+    # path; skip_invalid drops and counts it.
     save_image(tmp_path / 'img' / '7' / 'image.png')
     kwargs = dict(ann_file=str(DATA / 'scienceqa_problems.json'),
                   split_file=str(DATA / 'scienceqa_pid_splits.json'),
                   img_prefix=str(tmp_path / 'img'))
-    with pytest.raises(ValueError, match=r"sample '12'.*12/image\.png.*not found"):
-        ScienceQADataset(**kwargs)
+    ds = ScienceQADataset(**kwargs)
+    assert len(ds) == 2 and not ds.skipped
+    assert 'not found' in ds.get_data_info(1)['invalid_sample']
+    with pytest.raises(ValueError, match=r"sample '12'.*12/image\.png.*not found.*"
+                                         r"fail_on_invalid=False to score"):
+        ScienceQADataset(fail_on_invalid=True, **kwargs)
     ds = ScienceQADataset(skip_invalid=True, **kwargs)
     assert len(ds) == 1 and [s.sample_id for s in ds.skipped] == ['12']
     with pytest.raises(ValueError, match='test_mode must be True'):
@@ -158,28 +163,54 @@ def test_gqa_malformed(tmp_path):
 
 
 # ---------------------------------------------------------------- TextVQA
+OCR = 'textvqa_rosetta_ocr_val.json'  # TextVQA_Rosetta_OCR_v0.2_val.json's layout
+
+
 def test_textvqa(tmp_path):
     for name in ('0054c91397f2fe05', '005635e119b9f32f'):
         save_image(tmp_path / f'{name}.jpg')
-    ds = TextVQADataset(ann_file=str(DATA / 'textvqa_val.json'), img_prefix=str(tmp_path))
-    assert user_turns(ds) == [f'<image>\nwhat is the brand?\n{SHORT}',
-                              f'<image>\nwhat does it say?\n{SHORT}']
+    # LLaVA-1.5's prompt (llava_textvqa_val_v051_ocr.jsonl): the question capitalized, the
+    # Rosetta tokens joined with ", ", the line kept when an image has none.
+    ds = TextVQADataset(ann_file=str(DATA / 'textvqa_val.json'), ocr_file=str(DATA / OCR),
+                        img_prefix=str(tmp_path))
+    assert user_turns(ds) == [
+        f'<image>\nWhat is the brand?\nReference OCR token: NOKIA, Connecting, People\n{SHORT}',
+        f'<image>\nWhat does it say?\nReference OCR token: \n{SHORT}']
     s = samples(ds)
     assert [x['question_id'] for x in s] == [34602, 34603]
     assert s[0]['gt_answer'] == ['Nokia'] * 8 + ['nokia phone'] * 2
     assert len(s[1]['gt_answer']) == 10
+    # The prompt without OCR tokens, the question as the file has it.
+    ds = TextVQADataset(ann_file=str(DATA / 'textvqa_val.json'), with_ocr=False,
+                        img_prefix=str(tmp_path))
+    assert user_turns(ds) == [f'<image>\nwhat is the brand?\n{SHORT}',
+                              f'<image>\nwhat does it say?\n{SHORT}']
 
 
-def test_textvqa_ocr_tokens(tmp_path):
+def test_textvqa_ocr_tokens_sources_and_errors(tmp_path):
+    # The default OCR file is the official name under data_root.
+    root = tmp_path / 'textvqa'
+    root.mkdir()
+    shutil.copy(DATA / 'textvqa_val.json', root / 'TextVQA_0.5.1_val.json')
+    kwargs = dict(ann_file='TextVQA_0.5.1_val.json', data_root=str(root), check_images=False)
+    with pytest.raises(FileNotFoundError, match=r"OCR file not found: .*TextVQA_Rosetta_OCR_v0"
+                                                r"\.2_val\.json.*dl\.fbaipublicfiles\.com.*"
+                                                'with_ocr=False'):
+        TextVQADataset(**kwargs)
+    shutil.copy(DATA / OCR, root / 'TextVQA_Rosetta_OCR_v0.2_val.json')
+    assert 'Reference OCR token: NOKIA,' in user_turns(TextVQADataset(**kwargs))[0]
+    # ocr_file='': the records' own ocr_tokens; a record without them is named.
+    data = json.loads((DATA / 'textvqa_val.json').read_text())
+    data['data'][0]['ocr_tokens'] = ['nokia']
+    merged = tmp_path / 'merged.json'
+    merged.write_text(json.dumps(data))
+    with pytest.raises(AnnotationError, match=r"question 34603 has no \"ocr_tokens\""):
+        TextVQADataset(ann_file=str(merged), ocr_file='', check_images=False)
+    data['data'][1]['ocr_tokens'] = []
+    merged.write_text(json.dumps(data))
+    assert user_turns(TextVQADataset(ann_file=str(merged), ocr_file='', check_images=False))[
+        0] == f'<image>\nWhat is the brand?\nReference OCR token: nokia\n{SHORT}'
     ocr = tmp_path / 'ocr.json'
-    ocr.write_text(json.dumps({'data': [
-        {'image_id': '0054c91397f2fe05', 'ocr_tokens': ['NOKIA', 'phone']},
-        {'image_id': '005635e119b9f32f', 'ocr_tokens': []}]}))
-    ds = TextVQADataset(ann_file=str(DATA / 'textvqa_val.json'), ocr_file=str(ocr),
-                        check_images=False)
-    assert user_turns(ds) == [
-        f'<image>\nwhat is the brand?\nReference OCR token: NOKIA, phone\n{SHORT}',
-        f'<image>\nwhat does it say?\n{SHORT}']
     ocr.write_text(json.dumps({'data': []}))
     with pytest.raises(AnnotationError, match="no OCR tokens for image '0054c91397f2fe05'"):
         TextVQADataset(ann_file=str(DATA / 'textvqa_val.json'), ocr_file=str(ocr),
@@ -239,6 +270,8 @@ def test_eval_configs_build(name, tmp_path):
         shutil.copy(DATA / CONFIGS[name][0], root / f)
     if name == 'scienceqa':
         shutil.copy(DATA / 'scienceqa_pid_splits.json', root / dataset.split_file)
+    if name == 'textvqa':
+        shutil.copy(DATA / OCR, root / dataset.ocr_file)
     dataset.update(data_root=str(root), check_images=False)
     dataset.pipeline = []  # the tokenizer comes with a model; the readers are what is tested
     built = DATASETS.build(dataset)

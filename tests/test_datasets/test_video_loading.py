@@ -34,6 +34,39 @@ def test_sampling_is_segment_midpoints():
     assert sample_frame_indices(3, 8).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
 
 
+def test_training_jitter_draws_one_frame_in_each_segment():
+    """Train mode: a random frame of each of the 8 segments; test mode: the midpoints."""
+    np.random.seed(0)
+    draws = np.stack([sample_frame_indices(100, 8, jitter=True) for _ in range(200)])
+    lo = np.floor(np.arange(8) * 100 / 8)
+    hi = np.ceil((np.arange(8) + 1) * 100 / 8)
+    assert ((draws >= lo) & (draws < hi)).all()  # each index inside its own segment
+    assert (np.diff(draws, axis=1) >= 0).all()  # temporal order kept
+    # It covers each segment, not just the midpoint: every frame of the clip is drawn.
+    assert set(draws.ravel().tolist()) == set(range(100))
+    np.random.seed(1)
+    first = sample_frame_indices(100, 8, jitter=True)
+    np.random.seed(1)
+    assert sample_frame_indices(100, 8, jitter=True).tolist() == first.tolist()  # seeded
+    assert sample_frame_indices(3, 8, jitter=True).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+
+
+@pytest.mark.parametrize('source', ['array', 'rawframes'])
+def test_load_visuals_jitters_in_training_only(source, tmp_path):
+    clip = numbered_clip(24) if source == 'array' else str(write_rawframes(tmp_path / 'c', 24))
+    results = lambda: dict(videos=[clip], messages=[dict(role='user', content='<video>\nhi')])  # noqa: E731
+    values = lambda r: [int(round(f[0, 0, 0] / 10)) for f in r['images']]  # noqa: E731
+    test = LoadVisuals(num_frames=4, tokens_per_image=2)
+    train = LoadVisuals(num_frames=4, tokens_per_image=2, temporal_jitter=True)
+    assert values(test(results())) == [3, 9, 15, 21]  # floor((i + 0.5) * 24 / 4)
+    assert values(test(results())) == [3, 9, 15, 21]
+    np.random.seed(0)
+    seen = [values(train(results())) for _ in range(20)]
+    assert len({tuple(v) for v in seen}) > 1
+    assert all(6 * i <= v[i] < 6 * (i + 1) for v in seen for i in range(4))
+    assert 'temporal_jitter=True' in repr(train)
+
+
 @needs_clips
 @pytest.mark.parametrize('name,hw', [('arm_wrestling.mp4', (256, 340)),
                                      ('applying_eye_makeup.avi', (240, 320))])

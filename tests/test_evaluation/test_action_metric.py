@@ -108,3 +108,37 @@ def test_pairs_per_class_and_confusion_matrix_picture(tmp_path):
         assert image.format == 'PNG' and min(image.size) > 300
     with pytest.raises(ValueError, match='not two of the classes'):
         ActionAccuracy(CLASSES, pairs=[('walking', 'flying')])
+
+
+def test_unreadable_clips_are_misses_everywhere(tmp_path):
+    metric = ActionAccuracy(CLASSES, topk=(1, 2), confusion_matrix=str(tmp_path / 'cm.png'))
+    # Two readable clips ranked (right, right) and two unreadable ones: no scores, no text.
+    # The second unreadable one is "answered" with its true class name and a score row that
+    # would rank it right: an invalid record is a miss whatever it holds.
+    rows = [dict(id=0, pred='walking', gt=0, scores=[0.9, 0.1, 0, 0]),
+            dict(id=1, pred='running', gt=2, scores=[0, 0.1, 0.8, 0.1]),
+            dict(id=2, pred='', gt=1, scores=None, invalid=True),
+            dict(id=3, pred='jumping', gt=3, scores=[0, 0, 0, 1.0], invalid=True)]
+    out = metric.compute_metrics(rows)
+    assert out['top1'] == 50 and out['top2'] == 50
+    assert out['exact_match'] == 50 and out['invalid_rate'] == 50
+    # per class: walking 1/1, running 1/1, walking backward 0/1, jumping 0/1
+    assert out['mean_class_acc'] == 50
+    assert out['num_invalid'] == 2 and out['num_samples'] == 4 and out['num_empty'] == 0
+    # Without any scores (text only) the same records give the same misses.
+    out = ActionAccuracy(CLASSES).compute_metrics(
+        [dict(r, scores=None) for r in rows])
+    assert out['top1'] == 50 and out['mean_class_acc'] == 50
+    # A readable clip without scores beside ranked ones is still an error.
+    with pytest.raises(MetricInputError, match=r'no class scores while others do: \[2\]'):
+        metric.compute_metrics(rows[:2] + [dict(rows[2], invalid=False)])
+
+
+def test_process_reads_invalid_samples():
+    metric = ActionAccuracy(CLASSES)
+    sample = DataSample().set_gt_label(0)
+    sample.set_field('', 'pred_answer')
+    sample.set_metainfo(dict(sample_id='broken', invalid_sample='cannot read video x.mp4'))
+    metric.process(None, [sample])
+    assert metric.results[0]['invalid'] is True
+    assert metric.compute_metrics(metric.results)['num_invalid'] == 1

@@ -121,6 +121,18 @@ def test_empty_generation_counted(tmp_path):
     assert metrics['vqa/acc'] == pytest.approx(75)
 
 
+def test_unreadable_samples_of_a_run_counted_offline(tmp_path):
+    # tools/test.py --out marks the samples whose image could not be read: offline scoring
+    # counts them as the run did (misses, num_invalid), not as empty generations.
+    rows = [dict(question_id=q, text=t) for q, t in
+            [(1001, ''), (1002, 'dog'), (1003, 'no'), (1004, 'blue')]]
+    rows[0]['invalid_sample'] = 'image file not found: COCO_val2014_000000000001.jpg'
+    metrics = evaluate_predictions('vqa', write_preds(tmp_path, rows),
+                                   [DATA / 'vqav2_val_annotations.json'])
+    assert metrics['vqa/num_invalid'] == 1 and metrics['vqa/num_empty'] == 0
+    assert metrics['vqa/acc'] == pytest.approx(75)
+
+
 def test_malformed_annotation_named(tmp_path):
     bad = tmp_path / 'ann.json'
     bad.write_text(json.dumps(dict(annotations=[dict(question_id=1)])))

@@ -54,6 +54,21 @@ def test_vqa_accuracy_by_hand(pred, answers, expected):
     assert vqa_accuracy(pred, answers) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize('pred,answers,expected', [
+    # The humans disagree: the current vqaEval.py processes punctuation, then digits and
+    # articles, in their answers too. All ten become "dog": 10 matches, accuracy 1. The older
+    # script (punctuation only) kept "the dog" x8, "dog", "a dog": one match, so the held-out
+    # "dog" scores 0 and the other nine 1/3 each: 0.3.
+    ('dog', ['the dog'] * 8 + ['dog', 'a dog'], 1.0),
+    # "two" x2, "2", "three" x7 become "2" x3, "3" x7: holding out a "2" leaves 2 matches (2/3),
+    # holding out a "3" leaves 3 (1): (3 * 2/3 + 7) / 10 = 0.9. The older script: 0.3.
+    ('2', ['two'] * 2 + ['2'] + ['three'] * 7, 0.9),
+])
+def test_vqa_gt_digits_and_articles_when_answers_disagree(pred, answers, expected):
+    assert vqa_accuracy(pred, answers) == pytest.approx(expected)
+    assert vqa_accuracy(pred, answers, normalize_pred=False) == pytest.approx(expected)
+
+
 def test_vqa_normalization():
     assert normalize_vqa_answer('The Dog.') == 'dog'
     assert normalize_vqa_answer('Three') == '3'
@@ -128,7 +143,7 @@ def test_multiple_choice_metric():
                             mc_sample(4, 'E', 'A', ['x', 'y', 'z'])])  # not an option
     assert out['scienceqa/acc'] == 50
     assert out['scienceqa/invalid_rate'] == 25
-    assert out['scienceqa/num_invalid'] == 1
+    assert out['scienceqa/num_no_option'] == 1 and out['scienceqa/num_invalid'] == 0
 
 
 @pytest.mark.parametrize('text,answer', [
@@ -203,17 +218,21 @@ def cap_sample(image_id, pred, refs):
 
 @needs_java
 def test_caption_metric_by_hand():
+    # The third image could not be read: scored as the empty caption (the model's '').
     samples = [cap_sample(1, 'A dog runs.', ['a dog runs fast']),
-               cap_sample(2, 'a cat sits', ['A cat sits down.'])]
+               cap_sample(2, 'a cat sits', ['A cat sits down.']),
+               invalid(cap_sample(3, 'a bird', ['a bird flies']))]
     out = evaluate(CaptionMetric(spice=False), samples)
-    # 6 of 6 candidate words match, candidate length 6 against reference length 8:
-    # BLEU-1 = exp(1 - 8/6); ROUGE-L: LCS 3, P 1, R 3/4, beta 1.2.
-    assert out['caption/Bleu_1'] == pytest.approx(100 * math.exp(1 - 8 / 6), rel=1e-4)
+    # 6 of 6 candidate words match, candidate length 6 against reference length 8 + 3 (the
+    # empty caption adds its reference to the corpus length): BLEU-1 = exp(1 - 11/6).
+    # ROUGE-L: LCS 3, P 1, R 3/4, beta 1.2 for the first two, 0 for the empty one.
+    assert out['caption/Bleu_1'] == pytest.approx(100 * math.exp(1 - 11 / 6), rel=1e-4)
     rouge = (1 + 1.44) * 0.75 / (0.75 + 1.44)
-    assert out['caption/ROUGE_L'] == pytest.approx(100 * rouge, rel=1e-4)
+    assert out['caption/ROUGE_L'] == pytest.approx(100 * rouge * 2 / 3, rel=1e-4)
     assert {'caption/Bleu_4', 'caption/METEOR', 'caption/CIDEr'} <= set(out)
     assert 0 < out['caption/METEOR'] <= 100
     assert 'caption/SPICE' not in out
+    assert out['caption/num_invalid'] == 1 and out['caption/num_empty'] == 0
 
 
 def test_caption_without_java_says_so(monkeypatch):
@@ -233,3 +252,51 @@ def test_caption_spice_skipped_with_warning(monkeypatch):
 def test_caption_missing_references_named():
     with pytest.raises(MetricInputError, match="lack reference captions.*'7'"):
         evaluate(CaptionMetric(), [cap_sample(7, 'a dog', [''])])
+
+
+# ------------------------------------------------------------------ unreadable samples
+def invalid(sample, reason='cannot read image /data/x.jpg: truncated'):
+    """A data sample as the model returns an unreadable one: the reason, an empty answer."""
+    sample.set_metainfo(dict(invalid_sample=reason))
+    for field in ('pred_answer', 'pred_caption'):
+        if field in sample:
+            sample.set_field('', field)
+    return sample
+
+
+def test_invalid_samples_are_misses_even_where_empty_text_would_score():
+    # "a"/"an" both normalize to '' (articles go), so an empty answer matches all ten:
+    # as a generation it scores 1; an unreadable image must score 0.
+    answers = ['a'] * 5 + ['an'] * 5
+    assert vqa_accuracy('', answers) == 1.0
+    out = evaluate(VQAAccuracy(), [invalid(vqa_sample(1, '', answers, 'other')),
+                                   vqa_sample(2, 'yes', ['yes'] * 10, 'yes/no')])
+    assert out['vqa/acc'] == 50 and out['vqa/acc_other'] == 0
+    assert out['vqa/num_invalid'] == 1 and out['vqa/num_empty'] == 0
+    assert out['vqa/num_samples'] == 2
+    # GQA-style exact match with VQA normalization: 'the' normalizes to '' as well.
+    out = evaluate(ShortAnswerAccuracy(normalization='vqa'),
+                   [invalid(vqa_sample(1, '', 'the')), vqa_sample(2, '', 'the')])
+    assert out['short_answer/acc'] == 50 and out['short_answer/num_invalid'] == 1
+
+
+def test_invalid_samples_in_multiple_choice_and_pope():
+    out = evaluate(MultipleChoiceAccuracy(), [invalid(mc_sample(1, '', 'A', ['x', 'y'])),
+                                              mc_sample(2, 'A', 'A', ['x', 'y'])])
+    assert out['mc/acc'] == 50 and out['mc/invalid_rate'] == 50
+    assert out['mc/num_no_option'] == 1 and out['mc/num_invalid'] == 1
+    # POPE: an empty answer parses as "yes"; an unreadable image is wrong for its true class
+    # instead: a false negative for "yes", a false positive for "no".
+    assert parse_yes_no('') == 'yes'
+    rows = [('', 'yes', True), ('', 'no', True), ('Yes', 'yes', False), ('No', 'no', False)]
+    samples = []
+    for i, (pred, label, bad) in enumerate(rows):
+        s = DataSample(metainfo=dict(question_id=i))
+        s.set_field(pred, 'pred_answer')
+        s.set_field(label, 'gt_answer')
+        samples.append(invalid(s) if bad else s)
+    out = evaluate(POPEMetric(), samples)
+    # TP 1, FN 1, FP 1, TN 1.
+    assert out['pope/acc'] == 50
+    assert out['pope/precision'] == 50 and out['pope/recall'] == 50
+    assert out['pope/yes_ratio'] == 50 and out['pope/num_invalid'] == 2

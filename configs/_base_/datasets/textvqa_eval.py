@@ -1,7 +1,9 @@
-# TextVQA val (official TextVQA_0.5.1_val.json) with LLaVA-1.5's short-answer prompt, scored
-# with VQA accuracy and TextVQA's answer normalization (every human answer normalized, as
-# LLaVA's m4c evaluator). LLaVA-1.5's reported 58.2 adds a "Reference OCR token: ..." line;
-# for it set ocr_file='TextVQA_Rosetta_OCR_v0.2_val.json' (official OCR tokens).
+# TextVQA val (official TextVQA_0.5.1_val.json) with LLaVA-1.5's prompt, the one behind its
+# reported 58.2 (llava_textvqa_val_v051_ocr.jsonl): the question, a "Reference OCR token: ..."
+# line with the official Rosetta OCR tokens (TextVQA_Rosetta_OCR_v0.2_val.json, from
+# https://dl.fbaipublicfiles.com/textvqa/data/), then the short-answer instruction. Scored with
+# VQA accuracy and TextVQA's answer normalization (every human answer normalized, as LLaVA's
+# m4c evaluator). with_ocr=False gives the prompt without OCR tokens.
 _base_ = ['./llava_eval.py']
 data_root = 'data/textvqa'
 test_dataloader = dict(
@@ -9,7 +11,8 @@ test_dataloader = dict(
         type='TextVQADataset',
         data_root=data_root,
         ann_file='TextVQA_0.5.1_val.json',
-        ocr_file='',
+        ocr_file='TextVQA_Rosetta_OCR_v0.2_val.json',
+        with_ocr=True,
         img_prefix='train_images',
         prompt_suffix='Answer the question using a single word or phrase.'))
 test_evaluator = dict(type='VQAAccuracy', normalize_gt='full', prefix='textvqa')

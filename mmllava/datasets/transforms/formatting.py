@@ -44,6 +44,9 @@ class PackLlavaInputs(BaseTransform):
       (``gt_label`` through ``set_gt_label``, so it becomes a label tensor as mmpretrain's
       metrics expect).
 
+    ``invalid_sample`` (a test-mode miss's reason, see :mod:`mmllava.datasets.invalid_samples`)
+    is among the default ``meta_keys``: the model skips such samples and the metrics count them.
+
     Args:
         meta_keys (Sequence[str]): keys copied into the data sample's metainfo when present.
         gt_keys (Sequence[str]): ground-truth keys set as data fields when present.
@@ -52,7 +55,8 @@ class PackLlavaInputs(BaseTransform):
     def __init__(self,
                  meta_keys: Sequence[str] = ('sample_id', 'question_id', 'image_id', 'prompt',
                                              'question', 'answer_type', 'choices', 'category',
-                                             'img_paths', 'ori_shapes', 'img_shapes'),
+                                             'img_paths', 'ori_shapes', 'img_shapes',
+                                             'invalid_sample'),
                  gt_keys: Sequence[str] = ('gt_answer', 'gt_caption', 'gt_label')):
         self.meta_keys = tuple(meta_keys)
         self.gt_keys = tuple(gt_keys)

@@ -29,29 +29,37 @@ VideoSource = Union[str, Path, np.ndarray]
 _PLACEHOLDER = re.compile('|'.join(re.escape(p) for p in VISUAL_PLACEHOLDERS))
 
 
-def sample_frame_indices(total_frames: int, num_frames: int) -> np.ndarray:
-    """Uniform test-mode sampling: the midpoint of each of ``num_frames`` equal segments.
+def sample_frame_indices(total_frames: int, num_frames: int,
+                         jitter: bool = False) -> np.ndarray:
+    """One frame from each of ``num_frames`` equal segments of the clip, in order.
 
-    ``index_i = floor((i + 0.5) * total_frames / num_frames)`` (mmaction2's test-mode segment
-    midpoints). With fewer frames than requested the formula repeats frames, each in its place,
-    so the clip keeps its temporal order.
+    Test mode (``jitter=False``): each segment's midpoint,
+    ``index_i = floor((i + 0.5) * total_frames / num_frames)`` (mmaction2's test-mode
+    midpoints). Training (``jitter=True``): a uniformly random point of each segment,
+    ``floor((i + u_i) * total_frames / num_frames)`` with ``u_i ~ U[0, 1)`` drawn from NumPy's
+    global generator (which mmengine seeds per worker), as mmaction2's ``SampleFrames`` in
+    train mode draws a random offset inside each segment (its segments have a whole number of
+    frames and leave the last ``total % num_frames`` out; these cover the whole clip). With
+    fewer frames than requested, frames repeat, each in its place, so the clip keeps its order.
     """
     if total_frames < 1:
         raise ValueError(f'cannot sample from {total_frames} frames')
     if num_frames < 1:
         raise ValueError(f'num_frames must be positive, got {num_frames}')
+    offset = np.random.random(num_frames) if jitter else 0.5
     i = np.arange(num_frames, dtype=np.float64)
-    return np.floor((i + 0.5) * total_frames / num_frames).astype(np.int64)
+    index = np.floor((i + offset) * total_frames / num_frames).astype(np.int64)
+    return np.minimum(index, total_frames - 1)
 
 
-def _indices(total: int, num_frames: int, what: str) -> np.ndarray:
+def _indices(total: int, num_frames: int, what: str, jitter: bool = False) -> np.ndarray:
     if total < num_frames:
         warnings.warn(f'{what} has {total} frames, fewer than the {num_frames} requested: '
                       'frames are repeated')
-    return sample_frame_indices(total, num_frames)
+    return sample_frame_indices(total, num_frames, jitter)
 
 
-def _decode_video(path: str, num_frames: int) -> List[np.ndarray]:
+def _decode_video(path: str, num_frames: int, jitter: bool = False) -> List[np.ndarray]:
     import av  # optional dependency: only clips given as files need it
 
     def open_stream():
@@ -79,7 +87,7 @@ def _decode_video(path: str, num_frames: int) -> List[np.ndarray]:
     if total <= 0:
         container.close()
         raise ValueError(f'video {path!r} has no frames')
-    wanted = _indices(total, num_frames, f'video {path!r}')
+    wanted = _indices(total, num_frames, f'video {path!r}', jitter)
     frames, seen, wanted_set, last = {}, 0, set(wanted.tolist()), int(wanted.max())
     with container:
         for seen, frame in enumerate(decode(container, stream), 1):
@@ -92,21 +100,23 @@ def _decode_video(path: str, num_frames: int) -> List[np.ndarray]:
         # The metadata promised more frames than the stream holds: sample what is there.
         if seen == 0:
             raise ValueError(f'video {path!r} has no decodable frames')
-        return _decode_all(path, num_frames, open_stream, decode)
+        return _decode_all(path, num_frames, open_stream, decode, jitter)
     return [frames[i] for i in wanted.tolist()]
 
 
-def _decode_all(path, num_frames, open_stream, decode) -> List[np.ndarray]:
+def _decode_all(path, num_frames, open_stream, decode, jitter=False) -> List[np.ndarray]:
     container, stream = open_stream()
     with container:
         every = [f.to_ndarray(format='rgb24') for f in decode(container, stream)]
     if not every:
         raise ValueError(f'video {path!r} has no decodable frames')
-    return [every[i] for i in _indices(len(every), num_frames, f'video {path!r}').tolist()]
+    wanted = _indices(len(every), num_frames, f'video {path!r}', jitter)
+    return [every[i] for i in wanted.tolist()]
 
 
 def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
-                    filename_tmpl: str, start_index: int) -> List[np.ndarray]:
+                    filename_tmpl: str, start_index: int,
+                    jitter: bool = False) -> List[np.ndarray]:
     if not osp.isdir(folder):
         raise FileNotFoundError(f'rawframe folder not found: {folder!r}')
     if total_frames is None:
@@ -122,7 +132,7 @@ def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
         if total_frames < 1 or not osp.isfile(last):
             raise ValueError(f'rawframe folder {folder!r} has fewer frames than the '
                              f'{total_frames} its list says ({last!r} is missing)')
-    wanted = _indices(total_frames, num_frames, f'rawframe folder {folder!r}')
+    wanted = _indices(total_frames, num_frames, f'rawframe folder {folder!r}', jitter)
     cache = {}
     for i in wanted.tolist():  # repeated indices decode once
         if i not in cache:
@@ -134,7 +144,7 @@ def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
 def load_video_frames(src: VideoSource, num_frames: int = 8,
                       total_frames: Optional[int] = None,
                       filename_tmpl: str = 'img_{:05}.jpg',
-                      start_index: int = 1) -> List[np.ndarray]:
+                      start_index: int = 1, jitter: bool = False) -> List[np.ndarray]:
     """Load ``num_frames`` uniformly sampled frames of a clip as (H, W, 3) uint8 RGB arrays.
 
     Args:
@@ -146,6 +156,8 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
             counted from the files when not given.
         filename_tmpl (str): Rawframe file names. Defaults to mmaction2's ``'img_{:05}.jpg'``.
         start_index (int): Index of the first rawframe file. Defaults to 1.
+        jitter (bool): Training: a random frame of each segment instead of its midpoint
+            (:func:`sample_frame_indices`).
 
     Returns:
         list[np.ndarray]: ``num_frames`` (H, W, 3) uint8 frames in temporal order.
@@ -161,17 +173,18 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
                              f'got {src.dtype} {src.shape}')
         if len(src) == 0:
             raise ValueError('the clip array has no frames')
-        wanted = _indices(len(src), num_frames, 'the clip array')
+        wanted = _indices(len(src), num_frames, 'the clip array', jitter)
         return [np.ascontiguousarray(src[i]) for i in wanted.tolist()]
     if not isinstance(src, (str, os.PathLike)):
         raise TypeError('a video source must be a path or a (T, H, W, 3) uint8 array, '
                         f'got {type(src).__name__}')
     path = os.fspath(src)
     if osp.isdir(path):
-        return _load_rawframes(path, num_frames, total_frames, filename_tmpl, start_index)
+        return _load_rawframes(path, num_frames, total_frames, filename_tmpl, start_index,
+                               jitter)
     if not osp.exists(path):
         raise FileNotFoundError(f'video not found: {path!r}')
-    return _decode_video(path, num_frames)
+    return _decode_video(path, num_frames, jitter)
 
 
 def _placeholder_order(results: dict) -> Optional[List[str]]:
@@ -215,13 +228,16 @@ class LoadVisuals(BaseTransform):
             sample is shuffled the same way every time) or ``'reversed'``: probes of whether
             a model uses frame order.
         seed (int): Seed of ``'shuffled'``.
+        temporal_jitter (bool): Training pipelines: sample a random frame of each of the
+            ``num_frames`` segments (mmaction2's train-mode ``SampleFrames``), so every epoch
+            sees other frames; test pipelines keep the segment midpoints (the default).
     """
 
     FRAME_ORDERS = ('temporal', 'shuffled', 'reversed')
 
     def __init__(self, num_frames: int = 8, tokens_per_image: int = 576,
                  video_pooling: Union[None, str, dict] = None, frame_order: str = 'temporal',
-                 seed: int = 0):
+                 seed: int = 0, temporal_jitter: bool = False):
         from mmllava.models.video import build_frame_pooling  # torch only, no model weights
         if frame_order not in self.FRAME_ORDERS:
             raise ValueError(f'frame_order must be one of {self.FRAME_ORDERS}, '
@@ -231,6 +247,7 @@ class LoadVisuals(BaseTransform):
         self.video_pooling = build_frame_pooling(video_pooling)
         self.frame_order = frame_order
         self.seed = seed
+        self.temporal_jitter = temporal_jitter
 
     def _reorder(self, frames: List[np.ndarray], sample_id, index: int) -> List[np.ndarray]:
         if self.frame_order == 'reversed':
@@ -283,8 +300,8 @@ class LoadVisuals(BaseTransform):
                     loaded = [np.array(load_image(src), dtype=np.uint8)]
                 else:
                     loaded = self._reorder(
-                        load_video_frames(src, self.num_frames, total_frames=total), sid,
-                        len(counts))
+                        load_video_frames(src, self.num_frames, total_frames=total,
+                                          jitter=self.temporal_jitter), sid, len(counts))
             except FileNotFoundError as e:
                 raise FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}') from e
             except (ValueError, TypeError) as e:
@@ -305,7 +322,8 @@ class LoadVisuals(BaseTransform):
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_frames={self.num_frames}, '
                 f'tokens_per_image={self.tokens_per_image}, '
-                f'video_pooling={self.video_pooling!r}, frame_order={self.frame_order!r})')
+                f'video_pooling={self.video_pooling!r}, frame_order={self.frame_order!r}, '
+                f'temporal_jitter={self.temporal_jitter})')
 
 
 

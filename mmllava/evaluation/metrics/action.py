@@ -5,26 +5,23 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from mmllava.registry import METRICS
+from mmllava.utils.label_map import read_label_map
 
-from .base import ID_KEYS, PRED_KEYS, GenerationMetric, MetricInputError, first_key, percent
+from .base import (
+    ID_KEYS,
+    INVALID_KEY,
+    PRED_KEYS,
+    GenerationMetric,
+    MetricInputError,
+    first_key,
+    is_invalid,
+    percent,
+)
 
 
 def normalize_action(text: str) -> str:
     """Lower case, inner whitespace collapsed, surrounding spaces and final periods dropped."""
     return re.sub(r'\s+', ' ', (text or '').strip().lower()).rstrip('.').strip()
-
-
-def read_label_map(path: str) -> List[str]:
-    """Class names, one a line (mmaction2's label map format); blank lines are an error."""
-    with open(path) as f:
-        lines = f.read().splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    blank = [n for n, line in enumerate(lines, 1) if not line.strip()]
-    if blank or not lines:
-        raise ValueError(f'{path}: a label map has one class name a line; empty lines: '
-                         f'{blank or "the whole file"}')
-    return [line.strip() for line in lines]
 
 
 def _to_list(value) -> Optional[list]:
@@ -45,12 +42,18 @@ class ActionAccuracy(GenerationMetric):
     the ranking; without, ``top1`` and ``mean_class_acc`` come from the generated text (no
     ``top5``). Always ``exact_match`` (generated text equals the true class name, after
     :func:`normalize_action`) and ``invalid_rate`` (text that names no class), plus
-    ``num_samples``, ``num_empty``. With ``pairs``, ``pair_acc/{a}|{b}``: the top-1
-    accuracy over the samples of classes a and b (e.g. a time-reversed pair); with
+    ``num_samples``, ``num_empty``, ``num_invalid``. With ``pairs``, ``pair_acc/{a}|{b}``: the
+    top-1 accuracy over the samples of classes a and b (e.g. a time-reversed pair); with
     ``per_class``, ``class_acc/{name}``.
 
+    An invalid sample (a clip that could not be read, ``invalid`` in its record) is a miss
+    everywhere: outside every top-k, wrong in ``mean_class_acc``, ``exact_match`` and the
+    confusion matrix (its "(invalid)" column), and counted in ``invalid_rate`` (it names no
+    class). It has no scores; every other sample must have them, or none does.
+
     Args:
-        classes (Sequence[str] | str): Class names, or a label map file (one name a line).
+        classes (Sequence[str] | str): Class names, or a label map file (one name a line, as
+            words: :func:`mmllava.utils.label_map.read_label_map`).
         topk (Sequence[int]): The k of top-k with scores. Defaults to (1, 5).
         pairs (Sequence[Sequence[str]]): Class pairs whose joint accuracy is reported.
         per_class (bool): Report each class's accuracy.
@@ -94,7 +97,8 @@ class ActionAccuracy(GenerationMetric):
             gt = _to_list(gt) if gt is not None and not isinstance(gt, (int, str)) else gt
             self.results.append(dict(id=first_key(sample, ID_KEYS),
                                      pred=first_key(sample, PRED_KEYS),
-                                     gt=gt, scores=_to_list(sample.get('pred_scores'))))
+                                     gt=gt, scores=_to_list(sample.get('pred_scores')),
+                                     invalid=bool(sample.get(INVALID_KEY))))
 
     def _label(self, record: dict) -> int:
         gt = record['gt']
@@ -112,24 +116,29 @@ class ActionAccuracy(GenerationMetric):
 
     def score(self, records: List[dict]) -> Dict[str, float]:
         labels = np.array([self._label(r) for r in records])
-        text_pred = np.array([self.index.get(normalize_action(r['pred']), -1) for r in records])
+        invalid = np.array([is_invalid(r) for r in records], dtype=bool)
+        text_pred = np.array([-1 if is_invalid(r) else self.index.get(normalize_action(r['pred']),
+                                                                      -1) for r in records])
         metrics = dict(exact_match=percent(int((text_pred == labels).sum()), len(records)),
                        invalid_rate=percent(int((text_pred < 0).sum()), len(records)))
-        with_scores = [r.get('scores') is not None for r in records]
+        valid = [r for r in records if not is_invalid(r)]  # only these can have scores
+        with_scores = [r.get('scores') is not None for r in valid]
         if any(with_scores) and not all(with_scores):
-            missing = [r['id'] for r in records if r.get('scores') is None]
+            missing = [r['id'] for r in valid if r.get('scores') is None]
             raise MetricInputError(f'ActionAccuracy: {len(missing)} samples have no class '
                                    f'scores while others do: {missing[:10]}')
-        if all(with_scores):
-            scores = np.array([r['scores'] for r in records], dtype=np.float64)
-            if scores.shape != (len(records), len(self.classes)):
-                raise MetricInputError(f'ActionAccuracy: scores of shape {scores.shape}, '
-                                       f'expected ({len(records)}, {len(self.classes)})')
+        if valid and all(with_scores):
+            block = np.array([r['scores'] for r in valid], dtype=np.float64)
+            if block.shape != (len(valid), len(self.classes)):
+                raise MetricInputError(f'ActionAccuracy: scores of shape {block.shape}, '
+                                       f'expected ({len(valid)}, {len(self.classes)})')
+            scores = np.zeros((len(records), len(self.classes)))
+            scores[~invalid] = block
             ranking = np.argsort(-scores, axis=1, kind='stable')
             for k in self.topk:
-                hit = (ranking[:, :k] == labels[:, None]).any(axis=1)
+                hit = (ranking[:, :k] == labels[:, None]).any(axis=1) & ~invalid
                 metrics[f'top{k}'] = percent(int(hit.sum()), len(records))
-            pred = ranking[:, 0]
+            pred = np.where(invalid, -1, ranking[:, 0])
         else:
             metrics['top1'] = metrics['exact_match']
             pred = text_pred

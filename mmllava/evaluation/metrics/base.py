@@ -4,6 +4,11 @@ A record is a plain dict ``{'id': question id, 'pred': generated text, 'gt': gro
 ...}``. :meth:`GenerationMetric.process` makes records from the model's data samples (during
 ``tools/test.py``); ``tools/analysis_tools/eval_predictions.py`` makes them from a predictions
 file and the benchmark's annotation file. Both then call the same ``compute_metrics``.
+
+A record with ``'invalid': True`` is a sample whose image or clip could not be read (its data
+sample carries metainfo ``invalid_sample``, see :mod:`mmllava.datasets.invalid_samples`): it
+has no prediction, and every metric scores it as a miss, never as a lucky guess, and counts it
+in ``{prefix}/num_invalid``.
 """
 import math
 from typing import Any, Dict, List, Optional, Sequence
@@ -14,6 +19,7 @@ from mmengine.logging import MMLogger
 # Where a data sample (``DataSample.to_dict()``) carries the id, the generation and the truth.
 ID_KEYS = ('question_id', 'sample_id', 'image_id')
 PRED_KEYS = ('pred_answer', 'pred_caption')
+INVALID_KEY = 'invalid_sample'  # metainfo of a sample whose visual could not be read
 _LISTED = 10
 
 
@@ -23,6 +29,11 @@ def first_key(sample: dict, keys: Sequence[str], default: Any = None) -> Any:
         if sample.get(key) is not None:
             return sample[key]
     return default
+
+
+def is_invalid(record: dict) -> bool:
+    """Whether a record is a sample whose visual could not be read (a miss, see module doc)."""
+    return bool(record.get('invalid'))
 
 
 def listing(ids: Sequence, limit: int = _LISTED) -> str:
@@ -45,7 +56,10 @@ class GenerationMetric(BaseMetric):
     Checks made here for every subclass: each record has a ground truth (else
     :class:`MetricInputError` naming the samples); an id seen twice is an error (two
     predictions of one question); empty generations are scored (they are wrong) and counted in
-    ``{prefix}/num_empty`` with a warning naming them. ``{prefix}/num_samples`` is reported too.
+    ``{prefix}/num_empty`` with a warning naming them. Invalid samples (unreadable visuals,
+    :func:`is_invalid`) get an empty prediction, are scored as misses by :meth:`score` and
+    counted in ``{prefix}/num_invalid`` (not in ``num_empty``), with a warning naming them.
+    ``{prefix}/num_samples`` (all records, invalid ones included) is reported too.
 
     Args:
         collect_device (str): ``'cpu'`` or ``'gpu'``, for distributed collection.
@@ -64,6 +78,8 @@ class GenerationMetric(BaseMetric):
                 sample = sample.to_dict()
             record = dict(id=first_key(sample, ID_KEYS), pred=first_key(sample, PRED_KEYS),
                           gt=sample.get(self.gt_key))
+            if sample.get(INVALID_KEY):
+                record['invalid'] = True
             for key in self.extra_keys:
                 if sample.get(key) is not None:
                     record[key] = sample[key]
@@ -89,7 +105,7 @@ class GenerationMetric(BaseMetric):
                                    f'more than once: {listing(dup)}')
         out = []
         for r in records:
-            pred = r.get('pred')
+            pred = None if is_invalid(r) else r.get('pred')
             if pred is not None and not isinstance(pred, str):
                 raise MetricInputError(f'{type(self).__name__}: the prediction of {r["id"]!r} '
                                        f'is a {type(pred).__name__}, not text: {pred!r:.80}')
@@ -99,17 +115,21 @@ class GenerationMetric(BaseMetric):
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         """Check the records, score them, add the counts."""
         records = self.check_records(results)
-        empty = [r['id'] for r in records if not r['pred']]
+        invalid = [r['id'] for r in records if is_invalid(r)]
+        empty = [r['id'] for r in records if not r['pred'] and not is_invalid(r)]
+        logger = MMLogger.get_current_instance()
+        if invalid:
+            logger.warning(f'{type(self).__name__}: {len(invalid)} of {len(records)} samples '
+                           f'could not be read (scored as misses): {listing(invalid)}')
         if empty:
-            MMLogger.get_current_instance().warning(
-                f'{type(self).__name__}: {len(empty)} of {len(records)} generations are empty '
-                f'(scored as wrong): {listing(empty)}')
+            logger.warning(f'{type(self).__name__}: {len(empty)} of {len(records)} generations '
+                           f'are empty (scored as wrong): {listing(empty)}')
         metrics = self.score(records)
-        metrics.update(num_samples=len(records), num_empty=len(empty))
+        metrics.update(num_samples=len(records), num_empty=len(empty), num_invalid=len(invalid))
         return metrics
 
     def score(self, records: List[dict]) -> Dict[str, float]:
-        """The metric values (percentages) of checked records."""
+        """The metric values (percentages) of checked records; invalid ones are misses."""
         raise NotImplementedError
 
 

@@ -53,7 +53,9 @@ class CaptionMetric(GenerationMetric):
     Records: ``pred`` (``pred_caption``), ``gt`` (``gt_caption``: the reference captions).
 
     Keys (pycocoevalcap's names, times 100): ``{prefix}/Bleu_1`` .. ``Bleu_4``, ``METEOR``,
-    ``ROUGE_L``, ``CIDEr``, ``SPICE`` (when run); ``num_samples``, ``num_empty``.
+    ``ROUGE_L``, ``CIDEr``, ``SPICE`` (when run); ``num_samples``, ``num_empty``,
+    ``num_invalid``. An invalid sample (unreadable image) is scored as the empty caption (every
+    scorer gives it 0; it still counts in the corpus-level BLEU's length).
 
     Args:
         spice (bool, optional): ``None``: run SPICE when its jars are present, else warn;

@@ -9,7 +9,7 @@ from mmengine.logging import MMLogger
 
 from mmllava.registry import METRICS
 
-from .base import ID_KEYS, PRED_KEYS, first_key
+from .base import ID_KEYS, INVALID_KEY, PRED_KEYS, first_key
 
 
 @METRICS.register_module()
@@ -17,7 +17,10 @@ class DumpPredictions(BaseMetric):
     """Save ``[{"question_id", "sample_id", "text", "prompt"}]`` as JSON.
 
     The file is what ``tools/analysis_tools/eval_predictions.py --pred`` reads, so a run's
-    predictions can be scored again (or by another metric) without generating again.
+    predictions can be scored again (or by another metric) without generating again. A sample
+    whose visual could not be read also has ``"invalid_sample"`` (the reason), and a closed-set
+    model's sample its ``"pred_scores"`` (one per class), so that offline scoring gives the
+    run's numbers.
 
     Args:
         out_file (str): The ``.json`` to write.
@@ -37,10 +40,15 @@ class DumpPredictions(BaseMetric):
         for sample in data_samples:
             if hasattr(sample, 'to_dict'):
                 sample = sample.to_dict()
-            self.results.append(dict(question_id=first_key(sample, ID_KEYS),
-                                     sample_id=sample.get('sample_id'),
-                                     text=first_key(sample, PRED_KEYS),
-                                     prompt=sample.get('prompt')))
+            row = dict(question_id=first_key(sample, ID_KEYS), sample_id=sample.get('sample_id'),
+                       text=first_key(sample, PRED_KEYS), prompt=sample.get('prompt'))
+            if sample.get(INVALID_KEY):
+                row[INVALID_KEY] = sample[INVALID_KEY]
+            scores = sample.get('pred_scores')
+            if scores is not None:  # closed-set models: the class ranking, for top-k offline
+                row['pred_scores'] = [float(v) for v in
+                                      (scores.tolist() if hasattr(scores, 'tolist') else scores)]
+            self.results.append(row)
 
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         os.makedirs(osp.dirname(osp.abspath(self.out_file)), exist_ok=True)

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from mmllava.registry import METRICS
 
-from .base import GenerationMetric, MetricInputError, listing, percent
+from .base import GenerationMetric, MetricInputError, is_invalid, listing, percent
 
 OPTION_LETTERS = string.ascii_uppercase
 # LLaVA's eval_science_qa.py: "The answer is X." anywhere in the text, found exactly once.
@@ -56,17 +56,19 @@ class MultipleChoiceAccuracy(GenerationMetric):
     Records: ``pred`` (``pred_answer``), ``gt`` (``gt_answer``: the correct letter, or its
     index) and ``choices`` (the option texts; only their number is used) or ``num_options``.
     An answer that names no valid option (:func:`parse_option_letter`) is wrong, as in LLaVA's
-    evaluation, and counted.
+    evaluation, and counted. An invalid sample (unreadable image) answers nothing: it is wrong
+    and names no option.
 
-    Keys (percent): ``{prefix}/acc``, ``{prefix}/invalid_rate``; ``num_invalid``,
-    ``num_samples``, ``num_empty``.
+    Keys (percent): ``{prefix}/acc``, ``{prefix}/invalid_rate`` (answers naming no valid
+    option, invalid samples included); ``num_no_option`` (their count), ``num_invalid`` (the
+    invalid samples), ``num_samples``, ``num_empty``.
     """
     default_prefix = 'mc'
     gt_key = 'gt_answer'
     extra_keys = ('choices', 'num_options')
 
     def score(self, records: List[dict]) -> Dict[str, float]:
-        correct, invalid = 0, []
+        correct, no_option = 0, []
         for r in records:
             num = r.get('num_options')
             if num is None and isinstance(r.get('choices'), Sequence):
@@ -74,16 +76,16 @@ class MultipleChoiceAccuracy(GenerationMetric):
             if not num:
                 raise MetricInputError(f'MultipleChoiceAccuracy: {r["id"]!r} has neither '
                                        '"choices" nor "num_options"')
-            letter = parse_option_letter(r['pred'], int(num))
+            letter = None if is_invalid(r) else parse_option_letter(r['pred'], int(num))
             if letter is None:
-                invalid.append(r['id'])
+                no_option.append(r['id'])
             elif letter == _gt_letter(r['gt'], r['id']):
                 correct += 1
-        if invalid:
+        if no_option:
             from mmengine.logging import MMLogger
             MMLogger.get_current_instance().info(
-                f'MultipleChoiceAccuracy: no valid option letter in {len(invalid)} answers: '
-                f'{listing(invalid)}')
+                f'MultipleChoiceAccuracy: no valid option letter in {len(no_option)} answers: '
+                f'{listing(no_option)}')
         return {'acc': percent(correct, len(records)),
-                'invalid_rate': percent(len(invalid), len(records)),
-                'num_invalid': len(invalid)}
+                'invalid_rate': percent(len(no_option), len(records)),
+                'num_no_option': len(no_option)}

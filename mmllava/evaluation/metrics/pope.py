@@ -4,7 +4,7 @@ from typing import Dict, List
 
 from mmllava.registry import METRICS
 
-from .base import GenerationMetric, MetricInputError, percent
+from .base import GenerationMetric, MetricInputError, is_invalid, percent
 
 
 def parse_yes_no(text: str) -> str:
@@ -40,7 +40,10 @@ class POPEMetric(GenerationMetric):
 
     Keys (percent): ``{prefix}/{acc,precision,recall,f1,yes_ratio}`` over all samples,
     ``{prefix}/{split}/{...}`` per split, ``{prefix}/f1_split_mean`` (the mean of the splits'
-    F1, the number LLaVA reports) when there are splits; ``num_samples``, ``num_empty``.
+    F1, the number LLaVA reports) when there are splits; ``num_samples``, ``num_empty``,
+    ``num_invalid``. An invalid sample (unreadable image) is wrong for its true class: a false
+    negative when the label is "yes", a false positive when it is "no" (so it also counts in
+    ``yes_ratio`` then); never a silent "no".
     """
     default_prefix = 'pope'
     gt_key = 'gt_answer'
@@ -54,7 +57,8 @@ class POPEMetric(GenerationMetric):
             if gt not in ('yes', 'no'):
                 raise MetricInputError(f'POPEMetric: the label of {r["id"]!r} must be "yes" '
                                        f'or "no", got {r["gt"]!r}')
-            pred = parse_yes_no(r['pred'])
+            pred = ({'yes': 'no', 'no': 'yes'}[gt] if is_invalid(r)
+                    else parse_yes_no(r['pred']))
             preds.append(pred)
             labels.append(gt)
             if r.get('category') is not None:

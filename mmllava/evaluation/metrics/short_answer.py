@@ -3,7 +3,7 @@ from typing import Dict, List
 
 from mmllava.registry import METRICS
 
-from .base import GenerationMetric, MetricInputError, percent
+from .base import GenerationMetric, MetricInputError, is_invalid, percent
 from .vqa import normalize_vqa_answer
 
 
@@ -22,7 +22,8 @@ class ShortAnswerAccuracy(GenerationMetric):
     Records: ``pred`` (``pred_answer``), ``gt`` (``gt_answer``: a str, or a list whose every
     item counts as correct).
 
-    Keys (percent): ``{prefix}/acc``; ``num_samples``, ``num_empty``.
+    Keys (percent): ``{prefix}/acc``; ``num_samples``, ``num_empty``, ``num_invalid`` (an
+    invalid sample, an unreadable image, is wrong).
 
     Args:
         normalization (str): ``'gqa'`` (LLaVA's GQA rule, the default) or ``'vqa'`` (the VQA
@@ -46,5 +47,6 @@ class ShortAnswerAccuracy(GenerationMetric):
             if not gts or not all(isinstance(g, str) for g in gts):
                 raise MetricInputError(f'ShortAnswerAccuracy: the answer of {r["id"]!r} must be '
                                        f'a str or a list of str, got {r["gt"]!r:.80}')
-            correct += self.normalize(r['pred']) in {self.normalize(g) for g in gts}
+            correct += not is_invalid(r) and self.normalize(r['pred']) in {
+                self.normalize(g) for g in gts}
         return {'acc': percent(correct, len(records))}

@@ -1,8 +1,10 @@
 """VQA accuracy as the official VQAv2 evaluation computes it, and a test-dev submission writer.
 
-Scoring follows ``vqaEval.py`` (GT-Vision-Lab/VQA): answers with ``\\n``/``\\t`` made spaces and
-stripped; when the human answers disagree, punctuation is processed in them and punctuation,
-number words, articles and contractions in the prediction; a prediction then scores
+Scoring follows the current ``vqaEval.py`` (GT-Vision-Lab/VQA, since its 2021 commit "Fixed
+processing answers bug", a013f00): answers with ``\\n``/``\\t`` made spaces and stripped; when
+the human answers disagree, both the human answers and the prediction go through
+``processPunctuation`` and then ``processDigitArticle`` (number words, articles, contractions;
+the earlier script processed only punctuation in the human answers); a prediction then scores
 ``min(1, matches / 3)`` against each leave-one-out set of 9 of the 10 human answers, averaged.
 
 Predictions are first normalized as LLaVA writes its submissions (``EvalAIAnswerProcessor`` of
@@ -26,7 +28,7 @@ from mmpretrain.evaluation.metrics.vqa import _process_digit_article, _process_p
 
 from mmllava.registry import METRICS
 
-from .base import ID_KEYS, PRED_KEYS, GenerationMetric, first_key, percent
+from .base import ID_KEYS, PRED_KEYS, GenerationMetric, first_key, is_invalid, percent
 
 
 def process_punctuation(text: str) -> str:
@@ -59,9 +61,10 @@ def vqa_accuracy(pred: str, gt_answers: Sequence[str], normalize_pred: bool = Tr
         gt_answers (Sequence[str]): The human answers (10 in VQAv2 and TextVQA).
         normalize_pred (bool): Apply :func:`normalize_vqa_answer` first (as LLaVA's
             submissions do); ``False`` gives the bare official script.
-        normalize_gt (str): ``'official'``: vqaEval.py's rule (punctuation processed only when
-            the answers disagree); ``'full'``: every answer through
-            :func:`normalize_vqa_answer` (the TextVQA evaluator of LLaVA / m4c).
+        normalize_gt (str): ``'official'``: vqaEval.py's rule (punctuation, then digits and
+            articles, processed in answers and prediction only when the answers disagree);
+            ``'full'``: every answer through :func:`normalize_vqa_answer` (the TextVQA
+            evaluator of LLaVA / m4c).
     """
     res = _clean(normalize_vqa_answer(pred) if normalize_pred else pred)
     gts = [_clean(a) for a in gt_answers]
@@ -70,7 +73,7 @@ def vqa_accuracy(pred: str, gt_answers: Sequence[str], normalize_pred: bool = Tr
     elif normalize_gt != 'official':
         raise ValueError(f"normalize_gt must be 'official' or 'full', got {normalize_gt!r}")
     if len(set(gts)) > 1:
-        gts = [process_punctuation(a) for a in gts]
+        gts = [process_digit_article(process_punctuation(a)) for a in gts]
         res = process_digit_article(process_punctuation(res))
     # Leave each human answer out in turn; the official script compares answer records, so one
     # occurrence is removed even when several humans gave the same text.
@@ -93,7 +96,8 @@ class VQAAccuracy(GenerationMetric):
     data carry it, ``answer_type`` (VQAv2's ``yes/no``, ``number``, ``other``).
 
     Keys (percent): ``{prefix}/acc``; ``{prefix}/acc_{type}`` per answer type
-    (``acc_yes_no``, ``acc_number``, ``acc_other``); ``num_samples``, ``num_empty``.
+    (``acc_yes_no``, ``acc_number``, ``acc_other``); ``num_samples``, ``num_empty``,
+    ``num_invalid``. An invalid sample (unreadable image) scores 0.
 
     Args:
         normalize_pred (bool): See :func:`vqa_accuracy`.
@@ -116,7 +120,8 @@ class VQAAccuracy(GenerationMetric):
             if isinstance(gt, str) or not gt:
                 raise ValueError(f'VQAAccuracy: the ground truth of {r["id"]!r} must be a '
                                  f'non-empty list of answers, got {gt!r:.80}')
-            acc = vqa_accuracy(r['pred'], gt, self.normalize_pred, self.normalize_gt)
+            acc = 0.0 if is_invalid(r) else vqa_accuracy(r['pred'], gt, self.normalize_pred,
+                                                          self.normalize_gt)
             total += acc
             if r.get('answer_type') is not None:
                 by_type[r['answer_type']].append(acc)
