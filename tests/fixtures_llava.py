@@ -6,7 +6,8 @@ One transformers ``LlavaForConditionalGeneration`` (CLIP 32 wide, 3 layers, 30 p
 * ``llava-hf``: the classic llava-hf layout (``vision_tower.vision_model.*``), safetensors, the
   tokenizer with ``<image>`` = 1000 and ``<pad>`` = 1001 added as llava-hf does (vocab rows
   padded to 1064), and a ``LlavaProcessor``;
-* ``llava-hf-v5``: what transformers 5's ``save_pretrained`` writes (``vision_tower.*``);
+* ``llava-hf-v5``: what transformers 5's ``save_pretrained`` writes (``vision_tower.*``, and
+  the tokenizer as ``tokenizer.json`` only);
 * ``original`` + ``clip``: the original LLaVA layout (sharded ``pytorch_model-*.bin`` with the
   ``rotary_emb.inv_freq`` buffers old checkpoints carry, ``mm_*`` config keys) and a full HF
   ``CLIPModel`` folder named by ``mm_vision_tower``;
@@ -16,6 +17,7 @@ One transformers ``LlavaForConditionalGeneration`` (CLIP 32 wide, 3 layers, 30 p
 The key layouts here are written by hand (not by mmllava.convert), so tests check the
 converters against an independent statement of each layout.
 """
+import copy
 import json
 import os
 import os.path as osp
@@ -59,8 +61,9 @@ def train_tokenizer(folder: str) -> str:
     return train_sentencepiece(_corpus(), folder, vocab_size=SP_VOCAB)
 
 
-def build_hf_model(seed: int = 0, **text_overrides):
-    """A random transformers ``LlavaForConditionalGeneration`` (eval mode)."""
+def build_hf_model(seed: int = 0, vision: dict = None, **text_overrides):
+    """A random transformers ``LlavaForConditionalGeneration`` (eval mode); ``vision``
+    replaces :data:`VISION`, ``text_overrides`` update :data:`TEXT`."""
     from transformers import (
         CLIPVisionConfig,
         LlamaConfig,
@@ -68,7 +71,7 @@ def build_hf_model(seed: int = 0, **text_overrides):
         LlavaForConditionalGeneration,
     )
     torch.manual_seed(seed)
-    cfg = LlavaConfig(vision_config=CLIPVisionConfig(**VISION),
+    cfg = LlavaConfig(vision_config=CLIPVisionConfig(**(vision or VISION)),
                       text_config=LlamaConfig(**{**TEXT, **text_overrides}),
                       image_token_id=IMAGE_TOKEN_ID, projector_hidden_act='gelu',
                       vision_feature_layer=-2, vision_feature_select_strategy='default',
@@ -106,10 +109,16 @@ def _save_safetensors(sd, path):
 
 
 def write_llava_hf(model, processor, sp_model: str, folder: str, classic: bool = True) -> str:
-    """Save as llava-hf (classic layout unless ``classic=False``), with tokenizer/processor."""
+    """Save as llava-hf, with tokenizer and processor.
+
+    ``classic``: the layout llava-hf's hub folders have (``vision_tower.vision_model.*``, and
+    ``tokenizer.model`` beside ``tokenizer.json``); otherwise what transformers 5's
+    ``save_pretrained`` writes (``vision_tower.*``, ``tokenizer.json`` only).
+    """
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    shutil.copyfile(sp_model, osp.join(folder, 'tokenizer.model'))
+    if classic:
+        shutil.copyfile(sp_model, osp.join(folder, 'tokenizer.model'))
     if classic:
         from safetensors.torch import load_file
         path = osp.join(folder, 'model.safetensors')
@@ -139,10 +148,18 @@ def hf_state_dict(model) -> dict:
     return out
 
 
-def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
-    """The original LLaVA layout (sharded .bin) and a full HF CLIPModel folder."""
+def write_original(model, sp_model: str, folder: str, clip_folder: str,
+                   vocab_rows: int = None) -> str:
+    """The original LLaVA layout (sharded .bin) and a full HF CLIPModel folder.
+
+    ``vocab_rows`` keeps only the first rows of the embeddings and LM head, as an original
+    checkpoint has LLaMA's rows only (32000; here :data:`SP_VOCAB`).
+    """
     from transformers import CLIPConfig, CLIPModel
     sd = hf_state_dict(model)
+    if vocab_rows is not None:
+        for key in ('language_model.model.embed_tokens.weight', 'language_model.lm_head.weight'):
+            sd[key] = sd[key][:vocab_rows].clone()
     llm = {}
     for k, v in sd.items():
         if k.startswith('language_model.model.'):
@@ -152,8 +169,12 @@ def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
         elif k.startswith('multi_modal_projector.linear_'):
             idx = {'1': '0', '2': '2'}[k[len('multi_modal_projector.linear_')]]
             llm['model.mm_projector.' + idx + k[len('multi_modal_projector.linear_1'):]] = v
-    head_dim = TEXT['hidden_size'] // TEXT['num_attention_heads']
-    for i in range(TEXT['num_hidden_layers']):  # transformers < 4.31 saved these buffers
+    # The stand-in's own sizes (TEXT and VISION unless build_hf_model was given others).
+    text = dict(TEXT, **{k: getattr(model.config.text_config, k) for k in TEXT
+                         if k != 'rope_theta'})
+    vision = {k: getattr(model.config.vision_config, k) for k in VISION}
+    head_dim = text['hidden_size'] // text['num_attention_heads']
+    for i in range(text['num_hidden_layers']):  # transformers < 4.31 saved these buffers
         llm[f'model.layers.{i}.self_attn.rotary_emb.inv_freq'] = 1.0 / (10000 ** (
             torch.arange(0, head_dim, 2).float() / head_dim))
     os.makedirs(folder, exist_ok=True)
@@ -166,9 +187,11 @@ def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
         weight_map.update({k: name for k in names})
     with open(osp.join(folder, 'pytorch_model.bin.index.json'), 'w') as f:
         json.dump(dict(metadata={}, weight_map=weight_map), f)
-    config = dict(architectures=['LlavaLlamaForCausalLM'], model_type='llava', **TEXT,
+    config = dict(architectures=['LlavaLlamaForCausalLM'], model_type='llava', **text,
                   hidden_act='silu')
-    config.update(pad_token_id=0, mm_hidden_size=32,
+    if vocab_rows is not None:
+        config['vocab_size'] = vocab_rows
+    config.update(pad_token_id=0, mm_hidden_size=vision['hidden_size'],
                   mm_projector_type='mlp2x_gelu', mm_vision_select_layer=-2,
                   mm_vision_select_feature='patch', mm_vision_tower=clip_folder,
                   mm_use_im_start_end=False, mm_use_im_patch_token=False,
@@ -178,7 +201,7 @@ def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
     shutil.copyfile(sp_model, osp.join(folder, 'tokenizer.model'))
 
     # A full CLIPModel (text tower, projections, logit scale) whose vision part is ours.
-    clip = CLIPModel(CLIPConfig(vision_config=VISION, text_config=dict(
+    clip = CLIPModel(CLIPConfig(vision_config=vision, text_config=dict(
         hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
         vocab_size=50, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
         projection_dim=16))
@@ -189,6 +212,22 @@ def write_original(model, sp_model: str, folder: str, clip_folder: str) -> str:
     clip.config.save_pretrained(clip_folder)
     _save_safetensors(clip_sd, osp.join(clip_folder, 'model.safetensors'))
     return folder
+
+
+def hf_model_with_rows(model, rows: int, image_token_id: int):
+    """transformers' reference for an original checkpoint of ``rows`` vocabulary rows: the same
+    weights, the rows cut, the image placeholder an id inside them (its embedding is replaced
+    by image features, so any id does)."""
+    from transformers import LlavaForConditionalGeneration
+    cfg = copy.deepcopy(model.config)
+    cfg.text_config.vocab_size = rows
+    cfg.text_config.pad_token_id = 0  # the original pads with unk
+    cfg.image_token_id = image_token_id
+    cut = LlavaForConditionalGeneration(cfg).eval()
+    sd = {k: (v[:rows] if k in ('model.language_model.embed_tokens.weight', 'lm_head.weight')
+              else v) for k, v in model.state_dict().items()}
+    cut.load_state_dict(sd)
+    return cut
 
 
 def write_mmpretrain(model, path: str) -> str:
@@ -273,10 +312,13 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def write_tiny_eval_config(path, converted: str, dataset: dict, evaluator: dict,
-                           batch_size: int, max_new_tokens: int) -> str:
-    """An eval config for the converted tiny model: LLaVA-1.5's pipeline at 30 px, in order."""
+                           batch_size: int, max_new_tokens: int, load_step: dict = None) -> str:
+    """An eval config for the converted tiny model: LLaVA-1.5's pipeline at 30 px, in order.
+
+    ``load_step`` replaces the first step, ``LoadImages`` (e.g. ``LoadVisuals`` for clips).
+    """
     pipeline = [
-        dict(type='LoadImages'),
+        load_step or dict(type='LoadImages'),
         dict(type='PadToSquare', background=(122, 116, 104)),
         dict(type='CLIPResizeCrop', size=30),
         dict(type='TokenizeConversation', tokenizer=None, template='vicuna_v1',
@@ -294,6 +336,17 @@ def write_tiny_eval_config(path, converted: str, dataset: dict, evaluator: dict,
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
     return str(path)
+
+
+def load_script(relpath: str):
+    """A script of the repository (``'tools/train.py'``) imported as a module, to call its
+    ``main(argv)`` in-process (no interpreter start, no repeated imports)."""
+    import importlib.util
+    path = osp.join(_ROOT, relpath)
+    spec = importlib.util.spec_from_file_location(osp.splitext(osp.basename(path))[0], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_test_tool(config, weights, work_dir, *extra):

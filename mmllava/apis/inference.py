@@ -65,7 +65,7 @@ def build_inference_pipeline(model: torch.nn.Module, cfg: Optional[Config] = Non
                 if model.tokenizer is None:
                     raise ValueError('The model has no tokenizer: set model.tokenizer in '
                                      'the config or pass pretrained weights whose folder '
-                                     'holds tokenizer.model')
+                                     'holds tokenizer.model or tokenizer.json')
                 step['tokenizer'] = model.tokenizer
             step.setdefault('num_image_tokens', model.num_image_tokens)
         steps.append(step)
@@ -118,23 +118,34 @@ def get_model(name_or_config: Union[str, Path, Config],
         raise ValueError(f'load_8bit is int8 for CPU inference, not for {device}: on a GPU, '
                          'load the LLM in 4 bits through bitsandbytes (docs/quantization.md)')
     cfg, zoo_name = _load_config(name_or_config)
-    if overrides:
-        cfg.merge_from_dict(dict(model=overrides))
     weights = None
     if pretrained is True:
         if zoo_name is None:
             raise ValueError('pretrained=True needs a zoo model name; give the weights path '
                              'for a config')
         weights = ModelHub.weights_path(zoo_name)
+        # Converted weights come with the config.py that describes them.
+        cfg = ModelHub.config_for(zoo_name, weights)
     elif pretrained:
         weights = Path(pretrained)
         if not weights.exists():
             raise FileNotFoundError(f'Weights file {weights} does not exist')
+    if overrides:
+        cfg.merge_from_dict(dict(model=overrides))
+    if weights is not None:
+        # The rows of the weights it loads (llava-hf's 32064 or the original's 32000).
+        from mmllava.engine.checkpoint import align_vocab_rows
+        bases = cfg.get('load_base') or []
+        align_vocab_rows(cfg.model, ([bases] if isinstance(bases, (str, Path)) else
+                                     list(bases)) + [weights])
     if cfg.model.get('tokenizer') is None and weights is not None:
         # Zoo configs leave the tokenizer to the folder of the converted weights.
-        tokenizer_dir = weights if weights.is_dir() else weights.parent
-        if (tokenizer_dir / 'tokenizer.model').exists():
-            cfg.model.tokenizer = str(tokenizer_dir)
+        from mmllava.conversation import tokenizer_file
+        try:
+            cfg.model.tokenizer = tokenizer_file(str(weights if weights.is_dir()
+                                                     else weights.parent))
+        except FileNotFoundError:
+            pass  # inference then says the model has no tokenizer
     if weights is not None:
         # Every parameter is about to be overwritten (strictly), so skip the random init:
         # it costs minutes at 7B. Non-persistent buffers (rotary, positions) still get built.

@@ -312,16 +312,19 @@ def build_tokenizer(cfg: Union[dict, str, os.PathLike, object]) -> TokenizerType
     """Build a tokenizer.
 
     Args:
-        cfg: A config dict (``type`` + keyword arguments, from ``TOKENIZERS``); a path to a
-            sentencepiece ``.model`` file or to a directory holding ``tokenizer.model``
-            (-> :class:`SentencePieceTokenizer`); or a tokenizer, returned as is.
+        cfg: A config dict (``type`` + keyword arguments, from ``TOKENIZERS``); a path: a
+            sentencepiece ``.model`` file (-> :class:`SentencePieceTokenizer`), a
+            ``tokenizer.json`` (-> :class:`~.json_tokenizer.JSONTokenizer`), or a folder
+            holding either (``tokenizer.model`` first: the original LLaVA's ids, and what
+            llava-hf folders saved before transformers 5 also hold); or a tokenizer,
+            returned as is.
     """
     if isinstance(cfg, dict):
         if 'type' not in cfg:
             raise ValueError(f'A tokenizer config needs a "type": {cfg}')
         return TOKENIZERS.build(dict(cfg))
     if isinstance(cfg, (str, os.PathLike)):
-        return SentencePieceTokenizer(str(cfg))
+        return tokenizer_from_path(str(cfg))
     if cfg is None:
         raise ValueError('No tokenizer given: pass a config dict, a tokenizer.model path or a '
                          'tokenizer')
@@ -330,6 +333,33 @@ def build_tokenizer(cfg: Union[dict, str, os.PathLike, object]) -> TokenizerType
     if missing:
         raise TypeError(f'{type(cfg).__name__} is not a tokenizer (it lacks {missing})')
     return cfg
+
+
+def tokenizer_file(path: str) -> str:
+    """The tokenizer file a path names: itself, or the folder's ``tokenizer.model``, else its
+    ``tokenizer.json``.
+
+    Raises:
+        FileNotFoundError: Nothing there, or a folder with neither file.
+    """
+    if osp.isdir(path):
+        for name in ('tokenizer.model', 'tokenizer.json'):
+            if osp.isfile(osp.join(path, name)):
+                return osp.join(path, name)
+        raise FileNotFoundError(f'{path} holds no tokenizer.model (sentencepiece) and no '
+                                'tokenizer.json (Hugging Face)')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'No tokenizer at {path}')
+    return path
+
+
+def tokenizer_from_path(path: str) -> TokenizerType:
+    """A tokenizer from a file or folder (see :func:`tokenizer_file`)."""
+    path = tokenizer_file(path)
+    if path.endswith('.json'):
+        from .json_tokenizer import JSONTokenizer
+        return JSONTokenizer(path)
+    return SentencePieceTokenizer(path)
 
 
 def train_sentencepiece(texts: Iterable[str], out_dir: str, vocab_size: int,

@@ -7,9 +7,14 @@ from mmengine.config import Config
 
 from .arch import model_cfg_from_arch
 
-# Nearest zoo config per projector family.
-ZOO_BASES = {'linear': 'llava/llava-7b-v1_caption.py', 'mlp': 'llava/llava-7b-v1.5_vqa.py'}
-TOKENIZER_FILE = '{{ fileDirname }}/tokenizer.model'
+# The zoo config a conversion is written over, unless the output folder names another zoo model.
+DEFAULT_BASE = 'llava/llava-7b-v1.5_vqa.py'
+# How config.py names the tokenizer file copied beside it, by file name.
+TOKENIZER_CONFIGS = {
+    'tokenizer.model': dict(type='SentencePieceTokenizer',
+                            model_file='{{ fileDirname }}/tokenizer.model'),
+    'tokenizer.json': dict(type='JSONTokenizer', path='{{ fileDirname }}/tokenizer.json'),
+}
 # Helper variables of the zoo's base model file; stale once ``model`` is overridden.
 _STALE_TOP_LEVEL = ('llm', 'vision_encoder')
 
@@ -21,11 +26,6 @@ def zoo_config_path(name: str) -> Path:
         if (root / name).is_file():
             return root / name
     raise FileNotFoundError(f'Zoo config {name} not found under {package}')
-
-
-def zoo_base_for(arch: Mapping) -> str:
-    """The zoo config nearest to an architecture (by projector family)."""
-    return ZOO_BASES['linear' if arch['projector_type'] == 'linear' else 'mlp']
 
 
 def _set_image_size(obj, size: int):
@@ -40,21 +40,27 @@ def _set_image_size(obj, size: int):
             _set_image_size(value, size)
 
 
-def build_config_text(arch: Mapping, with_tokenizer: bool = True, source: str = '') -> str:
+def build_config_text(arch: Mapping, tokenizer: Optional[str] = 'tokenizer.model',
+                      source: str = '', base: Optional[str] = None) -> str:
     """The text of an mmllava config for ``arch``.
 
-    The nearest zoo config is loaded and the architecture written over it; the result is
-    written out in full (not as ``_base_``) so the file loads with any install layout.
-    ``model.tokenizer`` names ``tokenizer.model`` beside the config through mmengine's
-    ``{{ fileDirname }}``.
+    A zoo config is loaded and the architecture written over it; the result is written out in
+    full (not as ``_base_``) so the file loads with any install layout. ``model.tokenizer``
+    names the tokenizer file beside the config through mmengine's ``{{ fileDirname }}``.
 
     Args:
         arch (Mapping): An architecture (see :mod:`mmllava.convert.arch`).
-        with_tokenizer (bool): Name ``tokenizer.model`` beside the config; else None.
+        tokenizer (str, optional): The tokenizer file beside the config:
+            ``'tokenizer.model'`` (:class:`~mmllava.conversation.SentencePieceTokenizer`),
+            ``'tokenizer.json'`` (:class:`~mmllava.conversation.JSONTokenizer`), or None.
         source (str): Where the weights came from, for the header comment.
+        base (str, optional): The zoo config written over (its task, question, generation and
+            pipelines are kept), e.g. the one of the zoo name the folder is converted for;
+            :data:`DEFAULT_BASE` when not given. A path or a name under ``configs/``.
     """
-    base = zoo_base_for(arch)
-    cfg = Config.fromfile(str(zoo_config_path(base))).to_dict()
+    base = base or DEFAULT_BASE
+    base_path = Path(base) if Path(base).is_file() else zoo_config_path(base)
+    cfg = Config.fromfile(str(base_path)).to_dict()
     for key in _STALE_TOP_LEVEL:
         cfg.pop(key, None)
     model = cfg['model']
@@ -62,23 +68,26 @@ def build_config_text(arch: Mapping, with_tokenizer: bool = True, source: str = 
     pre = dict(model.get('data_preprocessor') or {})
     pre.update(parts.pop('data_preprocessor'))
     model.update(parts, data_preprocessor=pre)
-    model['tokenizer'] = (dict(type='SentencePieceTokenizer', model_file=TOKENIZER_FILE)
-                          if with_tokenizer else None)
+    if tokenizer is not None and tokenizer not in TOKENIZER_CONFIGS:
+        raise ValueError(f'tokenizer must be one of {sorted(TOKENIZER_CONFIGS)} or None, got '
+                         f'{tokenizer!r}')
+    model['tokenizer'] = dict(TOKENIZER_CONFIGS[tokenizer]) if tokenizer else None
     size = arch['vision']['image_size']
     if 'image_size' in cfg:
         cfg['image_size'] = size
     _set_image_size(cfg, size)
+    shown = base if not Path(base).is_file() else base_path.name
     header = ('# Written by tools/model_converters/llava_to_mmllava.py'
               + (f' from {source}' if source else '') + '.\n'
-              f'# The zoo config mmllava::{base}\n'
+              f'# The zoo config mmllava::{shown}\n'
               "# with this checkpoint's architecture, written out in full.\n")
     return header + Config(cfg).pretty_text
 
 
-def write_config(arch: Mapping, path: str, with_tokenizer: bool = True,
-                 source: str = '') -> str:
+def write_config(arch: Mapping, path: str, tokenizer: Optional[str] = 'tokenizer.model',
+                 source: str = '', base: Optional[str] = None) -> str:
     """Write :func:`build_config_text` to ``path``; returns the path."""
-    text = build_config_text(arch, with_tokenizer, source)
+    text = build_config_text(arch, tokenizer, source, base)
     with open(path, 'w') as f:
         f.write(text)
     Config.fromfile(path)  # fail here, not at the user's first run
@@ -93,7 +102,7 @@ def tokenizer_path_of(model_cfg: Mapping, config_path: Optional[str] = None) -> 
     if isinstance(tok, str):
         path = tok
     else:
-        path = tok.get('model_file') or tok.get('name_or_path') or tok.get('path')
+        path = tok.get('model_file') or tok.get('path') or tok.get('name_or_path')
     if path and config_path and not osp.isabs(path):
         path = osp.join(osp.dirname(config_path), path)
     return path

@@ -119,6 +119,11 @@ def read_llava_hf(folder: str, config: dict, state_dict: dict, layout: str) -> C
 
 def read_original(folder: str, config: dict, state_dict: dict,
                   vision_tower: Optional[str]) -> Converted:
+    if config.get('mm_use_im_start_end'):
+        # LLaVA-1's <im_start><image><im_end> prompts (vocab 32003) are not reproduced here.
+        raise ValueError(f'{folder}: mm_use_im_start_end=True (LLaVA-1 style '
+                         '<im_start><image><im_end> prompts) is not supported; LLaVA-1.5 and '
+                         'later checkpoints set it to false')
     tower = vision_tower
     if tower is None:
         named = config.get('mm_vision_tower')
@@ -218,21 +223,27 @@ def read_checkpoint(src: str, vision_tower: Optional[str] = None,
 
 def convert_to_mmllava(src: str, out_dir: str, vision_tower: Optional[str] = None,
                        tokenizer: Optional[str] = None, arch_config: Optional[str] = None,
-                       verbose: bool = True) -> Dict[str, object]:
+                       verbose: bool = True, base_config: Optional[str] = None
+                       ) -> Dict[str, object]:
     """Convert a LLaVA checkpoint to an mmllava folder.
 
     ``out_dir`` receives ``model.safetensors`` (the source's tensors, bit for bit), the
     tokenizer files, and ``config.py`` (see :func:`mmllava.convert.write_config`), so that
     ``get_model(out_dir + '/config.py', pretrained=out_dir + '/model.safetensors')`` works.
+    ``config.py`` names ``tokenizer.model`` when the source has one (sentencepiece, the
+    original LLaVA's ids), else ``tokenizer.json`` (what transformers 5 saves).
 
     Args:
         src (str): See :func:`read_checkpoint`.
         out_dir (str): The output folder (created).
         vision_tower (str, optional): See :func:`read_checkpoint`.
-        tokenizer (str, optional): A folder (or ``tokenizer.model``) to take the tokenizer
-            from instead of ``src``'s (mmpretrain files carry none).
+        tokenizer (str, optional): A folder, ``tokenizer.model`` or ``tokenizer.json`` to take
+            the tokenizer from instead of ``src``'s (mmpretrain files carry none).
         arch_config (str, optional): See :func:`read_checkpoint`.
         verbose (bool): Print what was written.
+        base_config (str, optional): The zoo config ``config.py`` is written over (e.g. the
+            config of the zoo model ``out_dir`` is named after); see
+            :func:`~mmllava.convert.build_config_text`.
 
     Returns:
         dict: ``format``, ``files`` (written paths), ``notes``, ``arch``.
@@ -247,17 +258,20 @@ def convert_to_mmllava(src: str, out_dir: str, vision_tower: Optional[str] = Non
     if tok_dir is not None:
         if tokenizer is not None and osp.isfile(tokenizer):
             import shutil
-            shutil.copyfile(tokenizer, osp.join(out_dir, 'tokenizer.model'))
-            copied = ['tokenizer.model']
+            name = 'tokenizer.json' if tokenizer.endswith('.json') else 'tokenizer.model'
+            shutil.copyfile(tokenizer, osp.join(out_dir, name))
+            copied = [name]
         else:
             copied = copy_tokenizer_files(tok_dir, out_dir)
-    has_sp = 'tokenizer.model' in copied
-    if not has_sp:
-        conv.notes.append('no tokenizer.model found (give --tokenizer): config.py sets '
-                          'model.tokenizer = None')
+    tokenizer_file = next((n for n in ('tokenizer.model', 'tokenizer.json') if n in copied),
+                          None)
+    if tokenizer_file is None:
+        conv.notes.append('no tokenizer.model or tokenizer.json found (give --tokenizer): '
+                          'config.py sets model.tokenizer = None')
         conv.arch.setdefault('pad_token_id', 0)
-    config = write_config(conv.arch, osp.join(out_dir, 'config.py'), with_tokenizer=has_sp,
-                          source=f'{osp.basename(osp.normpath(src))} ({conv.format})')
+    config = write_config(conv.arch, osp.join(out_dir, 'config.py'), tokenizer=tokenizer_file,
+                          source=f'{osp.basename(osp.normpath(src))} ({conv.format})',
+                          base=base_config)
     files = [weights, config] + [osp.join(out_dir, n) for n in copied]
     if verbose:
         print(f'Read {src} ({conv.format} layout): {len(conv.state_dict)} tensors')

@@ -223,6 +223,69 @@ def _load_files(files: List[str], progress: bool, expected: Optional[set] = None
     return state_dict
 
 
+EMBED_KEY = 'llm.model.embed_tokens.weight'
+
+
+def stored_shape(path: PathLike, key: str) -> Optional[Tuple[int, ...]]:
+    """The shape of one tensor of a weights file or folder, read from safetensors headers
+    (one file, or the shards of an index) without the data.
+
+    Returns None where no safetensors file holds ``key``: torch files are not read here (that
+    would load them twice; the strict loader reports their shapes).
+    """
+    path = str(path)
+    files = weight_files(path) if osp.isdir(path) else [path]
+    for file in files:
+        if not osp.isfile(file):
+            raise CheckpointError(f'No weights at {file}')
+        if file.endswith('.safetensors'):
+            from safetensors import SafetensorError, safe_open
+            try:
+                with safe_open(file, framework='pt') as f:
+                    if key in f.keys():
+                        return tuple(f.get_slice(key).get_shape())
+            except (SafetensorError, OSError) as e:
+                raise CheckpointError(f'{file} is not a readable safetensors file: {e}') from e
+        elif file.endswith('.json'):
+            return stored_shape(osp.dirname(file), key)
+    return None
+
+
+def align_vocab_rows(model_cfg: dict, paths, logger=None) -> Optional[int]:
+    """Give ``model_cfg``'s LLM the vocabulary rows of the weights it will load.
+
+    A llava-hf conversion holds 32064 rows (``<image>``, ``<pad>`` and padding added to
+    LLaMA's 32000), an original one 32000; configs that start from either (``load_base`` of the
+    finetune, LoRA and action recipes) build the rows the base weights have. Every other
+    shape must still match: the loader stays strict.
+
+    Args:
+        model_cfg (dict): A config's ``model`` (changed in place).
+        paths: The weights files or folders to be loaded, in order (later ones win).
+        logger: Where to say that the rows changed (``print`` when None).
+
+    Returns:
+        int | None: The rows now configured, or None when no file holds the embeddings.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    rows = None
+    for path in paths or []:
+        if not osp.exists(str(path)):
+            continue  # the loader names it if it is needed (a complete checkpoint needs none)
+        shape = stored_shape(path, EMBED_KEY)
+        if shape is not None:
+            rows = shape[0]
+    llm = (model_cfg.get('llm') or {}).get('config')
+    if rows is None or llm is None or llm.get('vocab_size') == rows:
+        return rows
+    message = (f'The LLM gets {rows} vocabulary rows, as the weights it loads hold; the '
+               f'config said {llm.get("vocab_size")}')
+    (logger.info if logger is not None else print)(message)
+    llm['vocab_size'] = rows
+    return rows
+
+
 # ---------------------------------------------------------------------------- writing
 def save_weights(state_dict: Mapping[str, torch.Tensor], path: PathLike,
                  metadata: Optional[Dict[str, str]] = None) -> None:

@@ -29,6 +29,7 @@ from torch import nn
 from .checkpoint import (
     StateDictMismatchError,
     UnsafeCheckpointError,
+    align_vocab_rows,
     compare_state_dict,
     drop_silent_keys,
     load_weights,
@@ -280,7 +281,13 @@ class LLaVAFlexibleRunner(_LLaVARunnerMixin, FlexibleRunner):
 
 
 def build_runner(cfg) -> Runner:
-    """``LLaVAFlexibleRunner`` when the config names a ``strategy``, else ``LLaVARunner``."""
+    """``LLaVAFlexibleRunner`` when the config names a ``strategy``, else ``LLaVARunner``.
+
+    The LLM is given the vocabulary rows of the ``load_base`` weights first (a llava-hf or an
+    original conversion: :func:`~mmllava.engine.checkpoint.align_vocab_rows`).
+    """
+    if cfg.get('model') is not None and cfg.get('load_base'):
+        align_vocab_rows(cfg.model, cfg.load_base)
     if cfg.get('strategy') is not None:
         return LLaVAFlexibleRunner.from_cfg(cfg)
     return LLaVARunner.from_cfg(cfg)

@@ -1,16 +1,24 @@
 """tools/model_converters: llava_to_mmllava.py and mmllava_to_hf.py, and mmllava.convert."""
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import os.path as osp
+import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
-from fixtures_llava import IMAGE_TOKEN_ID, PAD_TOKEN_ID, TEXT, VISION, random_images, shared_build
+from fixtures_llava import (
+    IMAGE_TOKEN_ID,
+    PAD_TOKEN_ID,
+    TEXT,
+    VISION,
+    load_script,
+    random_images,
+    shared_build,
+)
 from mmengine.config import Config
 from safetensors.torch import load_file
 
@@ -42,10 +50,7 @@ SUBPROCESS = ('mmpretrain', 'to-hf')
 
 
 def load_cli(path):
-    spec = importlib.util.spec_from_file_location(osp.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(osp.relpath(path, ROOT))
 
 
 @pytest.fixture(scope='module')
@@ -96,9 +101,14 @@ def test_cli_to_mmllava(cli, fmt):
     files = set(os.listdir(out_dir))
     assert [f for f in files if f.endswith(('.safetensors', '.bin', '.pth'))] == \
         ['model.safetensors']
-    assert {'config.py', 'tokenizer.model'} <= files
+    # transformers 5 saves no tokenizer.model: the conversion then names tokenizer.json.
+    tokenizer = 'tokenizer.json' if fmt == 'llava-hf-v5' else 'tokenizer.model'
+    assert {'config.py', tokenizer} <= files
     if fmt.startswith('llava-hf'):
         assert {'tokenizer.json', 'tokenizer_config.json'} <= files
+    cfg = Config.fromfile(osp.join(out_dir, 'config.py'))
+    assert cfg.model.tokenizer['type'] == ('JSONTokenizer' if fmt == 'llava-hf-v5'
+                                           else 'SentencePieceTokenizer')
     # The CLI writes what the in-process conversion writes (that one passes the parity tests).
     ref = built['converted'][fmt]
     got, want = (tensors(osp.join(d, 'model.safetensors')) for d in (out_dir, ref))
@@ -131,16 +141,45 @@ def test_config_is_complete_and_names_its_tokenizer(cli):
     load_model_weights(model, osp.join(out_dir, 'model.safetensors'))
     assert model.tokenizer.encode('the dog') == built['processor'].tokenizer(
         'the dog', add_special_tokens=False).input_ids
+    # The transformers-5 folder (tokenizer.json only) converts with the same ids and pad.
+    v5 = Config.fromfile(osp.join(results['llava-hf-v5'][0], 'config.py'))
+    assert v5.model.tokenizer == dict(type='JSONTokenizer',
+                                      path=osp.join(results['llava-hf-v5'][0], 'tokenizer.json'))
+    tok = MODELS.build(v5.model).tokenizer
+    text = 'the dog is running in the street, 2 people?'
+    assert tok.encode(text) == model.tokenizer.encode(text) == built['processor'].tokenizer(
+        text, add_special_tokens=False).input_ids
+    assert tok.pad_token_id == PAD_TOKEN_ID == v5.model.data_preprocessor.pad_token_id
 
 
-def test_linear_projector_inherits_the_v1_zoo_config():
+def test_config_is_written_over_the_base_it_is_given():
+    """A linear projector over the default base; a zoo name's config keeps its task."""
     arch = dict(vision=dict(VISION, num_channels=3), select_layer=-2, select_feature='patch',
                 projector_type='linear', llm=dict(TEXT, model_type='llama'))
     text = build_config_text(arch)
-    assert 'llava-7b-v1_caption.py' in text.split('\n')[1]
+    assert 'llava/llava-7b-v1.5_vqa.py' in text.split('\n')[1]
     cfg = Config.fromstring(text.replace('{{ fileDirname }}', '/x'), '.py')
     assert cfg.model.projector.projector_type == 'linear'
-    assert cfg.model.task == 'caption' and cfg.template == 'llava_v1'
+    assert cfg.model.task == 'vqa' and cfg.model.tokenizer.type == 'SentencePieceTokenizer'
+    text = build_config_text(arch, tokenizer='tokenizer.json',
+                             base='llava/llava-7b-v1.5_caption.py')
+    cfg = Config.fromstring(text.replace('{{ fileDirname }}', '/x'), '.py')
+    assert cfg.model.task == 'caption' and cfg.model.tokenizer == dict(
+        type='JSONTokenizer', path='/x/tokenizer.json')
+    assert cfg.model.vision_encoder.config.image_size == VISION['image_size']
+    with pytest.raises(ValueError, match='tokenizer must be one of'):
+        build_config_text(arch, tokenizer='vocab.txt')
+
+
+def test_llava_1_start_end_tokens_are_refused(tmp_path):
+    """LLaVA-1's mm_use_im_start_end prompts are not reproduced: the conversion says so."""
+    src = tmp_path / 'v1'
+    shutil.copytree(shared_build()['paths']['original'], src)
+    config = json.loads((src / 'config.json').read_text())
+    config['mm_use_im_start_end'] = True
+    (src / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(ValueError, match='mm_use_im_start_end=True'):
+        convert_to_mmllava(str(src), str(tmp_path / 'out'), verbose=False)
 
 
 def test_round_trip_llava_hf_is_bit_identical(cli):

@@ -10,9 +10,18 @@ Examples::
 
 OUT_DIR receives model.safetensors, the tokenizer files and config.py; then
 ``get_model('OUT_DIR/config.py', pretrained='OUT_DIR/model.safetensors')``.
+
+When OUT_DIR is named after a zoo model (``$MMLLAVA_HOME/llava-7b-v1.5_vqa``), config.py is
+written over that model's zoo config (its task, question and pipelines), and
+``get_model('llava-7b-v1.5_vqa', pretrained=True)`` builds from it::
+
+    python tools/model_converters/llava_to_mmllava.py llava-1.5-7b-hf/ \
+        ~/.cache/mmllava/llava-7b-v1.5_vqa
 """
 import argparse
+import os.path as osp
 
+from mmllava.apis.hub import ModelHub
 from mmllava.convert import convert_to_mmllava
 
 
@@ -27,13 +36,22 @@ def parse_args(argv=None):
                         'none (mmpretrain)')
     parser.add_argument('--arch-config', help='config.json giving the architecture of an '
                         'mmpretrain file (default: inferred from weight shapes)')
+    parser.add_argument('--base-config', help='the config that config.py is written over '
+                        "(default: the zoo config of OUT_DIR's name when it is a zoo model, "
+                        'else configs/llava/llava-7b-v1.5_vqa.py)')
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    base = args.base_config
+    name = osp.basename(osp.normpath(args.out_dir))
+    if base is None and ModelHub.has(name) and ModelHub.converted_from(name):
+        base = str(ModelHub.config_path(name))
+        print(f'{name} is a zoo model: config.py is written over {ModelHub.get(name)["Config"]}')
     convert_to_mmllava(args.src, args.out_dir, vision_tower=args.vision_tower,
-                       tokenizer=args.tokenizer, arch_config=args.arch_config)
+                       tokenizer=args.tokenizer, arch_config=args.arch_config,
+                       base_config=base)
 
 
 if __name__ == '__main__':
