@@ -31,8 +31,9 @@ class TrainableOnlyCheckpointHook(Hook):
     After each save, ``<checkpoint>.safetensors`` (the same tensors, plain data) is written
     next to it: that file is what a later stage gives as ``load_base``, and what inference
     and ``merge_lora.py`` read, since only resume may unpickle the ``.pth`` (from its own
-    work_dir). Safetensors files whose ``.pth`` ``CheckpointHook`` removed
-    (``max_keep_ckpts``) are removed too.
+    work_dir). The best checkpoint of ``CheckpointHook(save_best=...)`` gets its twin too.
+    Safetensors files whose ``.pth`` ``CheckpointHook`` removed (``max_keep_ckpts``, a
+    replaced best) are removed too.
 
     Args:
         save_safetensors (bool): Write the ``.safetensors`` twin. Defaults to True.
@@ -53,14 +54,14 @@ class TrainableOnlyCheckpointHook(Hook):
         checkpoint.setdefault('meta', {})['trainable_only'] = True
         self._pending = dict(checkpoint['state_dict'])
 
-    def _flush(self, runner) -> None:
+    def _flush(self, runner, info: str = 'last_ckpt') -> None:
         if self._pending is None or not self.save_safetensors:
             self._pending = None
             return
         pending, self._pending = self._pending, None
         if runner.rank != 0:
             return
-        last = runner.message_hub.get_info('last_ckpt')
+        last = runner.message_hub.get_info(info)
         if not last or not osp.isfile(last):
             return
         path = osp.splitext(last)[0] + '.safetensors'
@@ -85,3 +86,8 @@ class TrainableOnlyCheckpointHook(Hook):
 
     def after_train(self, runner) -> None:
         self._flush(runner)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        # CheckpointHook's save_best writes best_<metric>_<ckpt>.pth here (and removes the
+        # previous best, whose twin goes with it).
+        self._flush(runner, info='best_ckpt')

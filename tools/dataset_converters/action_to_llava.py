@@ -23,7 +23,10 @@ Arguments and options:
 
 - ``LIST``: the list, one sample a line: ``path label`` (``videos``, ``images``) or
   ``dir total_frames label`` (``rawframes``).
-- ``LABEL_MAP``: one class name a line; line ``i`` (from 0) names label ``i``.
+- ``LABEL_MAP``: one class name a line; line ``i`` (from 0) names label ``i``. Identifier
+  names are written as words (``ApplyEyeMakeup`` -> ``apply eye makeup``, ``brush_hair`` ->
+  ``brush hair``; ``--raw-class-names`` keeps them), as the datasets, the model and the metric
+  read them.
 - ``OUT_JSON``: the JSON written (its folder is created).
 - ``--format``: the list format, ``videos`` (default), ``rawframes`` or ``images``.
 - ``--question-mode``: ``closed`` (default) lists every class after the question, the answer
@@ -61,15 +64,16 @@ from mmllava.datasets.action_lists import (
     action_question,
     llava_action_sample,
     read_action_list,
-    read_label_map,
 )
+from mmllava.utils.label_map import read_label_map
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Write LLaVA instruction JSON from an mmaction2 action list.')
     parser.add_argument('list_file', help='mmaction2 list (videos, rawframes or images)')
-    parser.add_argument('label_map', help='label map: one class name a line')
+    parser.add_argument('label_map', help='label map: one class name a line (identifiers are '
+                        'written as words: ApplyEyeMakeup -> "apply eye makeup")')
     parser.add_argument('out', help='output JSON file')
     parser.add_argument('--format', dest='list_format', choices=LIST_FORMATS,
                         default='videos', help='list format (default: videos)')
@@ -80,13 +84,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help=f'question text (default: {OPEN_QUESTION!r})')
     parser.add_argument('--data-prefix', default='',
                         help='prefix joined in front of every path of the list')
+    parser.add_argument('--raw-class-names', action='store_true',
+                        help='write the label map\'s names as they are (ApplyEyeMakeup)')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        class_names = read_label_map(args.label_map)
+        class_names = read_label_map(args.label_map, readable=not args.raw_class_names)
         question = action_question(class_names, args.question_mode, args.question)
         entries = read_action_list(args.list_file, args.list_format, len(class_names),
                                    args.label_map)

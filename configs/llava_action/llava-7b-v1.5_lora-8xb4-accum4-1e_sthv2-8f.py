@@ -2,17 +2,29 @@
 # layout, .webm videos decoded by PyAV). The class names are long templates ("Pushing
 # something from left to right"): listing 174 of them overflows the prompt, so the question
 # is open and the answer is the class name. Frame order matters here (left to right versus
-# right to left): the clip's 8 frames keep their order. See README.md here.
-#   bash tools/dist_train.sh configs/llava_action/llava-7b-v1.5_lora-8xb4-1e_sthv2-8f.py 8
-_base_ = ['./llava-7b-v1.5_lora-8xb4-1e_ucf101-split1-8f.py']
+# right to left): the clip's 8 frames keep their order, jittered within their segments.
+# Epochs: 1. One epoch of ~169k training clips is ~1,320 optimizer steps at batch 128.
+# See README.md here.
+#   bash tools/dist_train.sh configs/llava_action/llava-7b-v1.5_lora-8xb4-accum4-1e_sthv2-8f.py 8
+_base_ = ['./llava-7b-v1.5_lora-8xb4-accum4-3e_ucf101-split1-8f.py']
 data_root = 'data/sthv2'
 label_map = 'label_map.txt'  # mmaction2's tools/data/sthv2/label_map.txt
+max_epochs = 1
 train_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='sthv2_train_list_videos.txt', label_map=label_map,
     question_mode='open'))
 test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='sthv2_val_list_videos.txt', label_map=label_map,
     question_mode='open'))
+val_dataloader = test_dataloader
 # The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
 model = dict(class_names=f'{data_root}/{label_map}')
 test_evaluator = dict(classes=f'{data_root}/{label_map}')
+val_evaluator = test_evaluator
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=0.03 * max_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=0., by_epoch=True, begin=0.03 * max_epochs,
+         end=max_epochs, convert_to_iter_based=True),
+]
