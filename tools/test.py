@@ -9,7 +9,8 @@ Examples::
 CHECKPOINT is read by mmllava's safe loader (safetensors, or a weights-only torch file; a
 folder of shards works too) and must fit the model exactly: weights are data, never code, so
 mmengine's unpickling ``load_checkpoint`` is not used. The tokenizer is the config's, else the
-``tokenizer.model`` next to CHECKPOINT (as converted checkpoints have it).
+``tokenizer.model`` or ``tokenizer.json`` next to CHECKPOINT (as converted checkpoints have
+them).
 
 A sample whose image or clip is missing, empty, truncated or unreadable does not stop the run:
 it counts as a miss in every metric (see ``mmllava/datasets/invalid_samples.py``), each one is
@@ -129,7 +130,7 @@ def fill_pipeline(pipeline: list, model) -> None:
             if step.get('tokenizer') is None:
                 if model.cfg.model.get('tokenizer') is None:
                     raise SystemExit('The config names no tokenizer and there is no '
-                                     'tokenizer.model next to the checkpoint')
+                                     'tokenizer.model or tokenizer.json next to the checkpoint')
                 step['tokenizer'] = model.cfg.model.tokenizer
             step.setdefault('num_image_tokens', model.num_image_tokens)
 

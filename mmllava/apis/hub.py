@@ -106,7 +106,7 @@ class ModelHub:
         ids, the tokenizer), a warning names the differing fields.
 
         Returns:
-            Config: The config, with ``zoo_name`` set.
+            Config: The config to build.
         """
         from mmengine.config import Config
         zoo = Config.fromfile(cls.config_path(name))
@@ -120,7 +120,7 @@ class ModelHub:
             warnings.warn(f'{folder_cfg} differs from the zoo config of {name!r} '
                           f'({cls.get(name)["Config"]}) in {len(differences)} field(s): '
                           f'{listed}. The folder\'s config.py is used: it describes its weights.',
-                          stacklevel=2)
+                          stacklevel=3)
         return cfg
 
 

@@ -3,10 +3,11 @@
 Why: a llava-hf folder saved by transformers 5 holds ``tokenizer.json`` and no
 ``tokenizer.model``, and the LLaVA-NeXT family's Qwen2 tokenizer exists only as
 ``tokenizer.json``. ``tokenizers`` reads it directly (no transformers, no protobuf, no hub) and
-gives the ids transformers' tokenizer gives for the same file. (One exception: for a text that
-starts with a space, transformers 5 rebuilds a Metaspace pre-tokenizer for LLaMA whatever the
-file says, while this reads the file: a legacy file's ``Prepend`` normalizer then gives
-sentencepiece's ids. Our templates never encode a chunk that starts with a space.)
+gives the ids transformers' tokenizer gives for the same file, with one exception: a LLaMA text
+that starts with a space. sentencepiece (the original LLaVA's tokenizer) prepends its "▁" to it
+too (``" What"`` -> ``▁▁What``), transformers 5's Metaspace pre-tokenizer does not; a prompt
+chunk after a placeholder (``"<image> What is it?"``) is such a text. We give sentencepiece's
+ids, which the released LLaVA checkpoints were trained on.
 
 The interface is the one of :mod:`.tokenizer` (``encode(text, add_dummy_prefix)``,
 ``decode``, ``token_to_id``, ``bos/eos/pad/unk_token_id``, ``vocab_size``,
@@ -151,14 +152,17 @@ class JSONTokenizer:
         """
         if not text:
             return []
-        tok = self.tokenizer
-        if not add_dummy_prefix and self.dummy_prefix:
-            if self._no_prefix is None:
-                from tokenizers import Tokenizer
-                self._no_prefix = Tokenizer.from_str(json.dumps(_without_prefix(self._spec)))
-                self._no_prefix.encode_special_tokens = True
-            tok = self._no_prefix
-        return tok.encode(text, add_special_tokens=False).ids
+        if not self.dummy_prefix:  # byte-level BPE (Qwen2 ...): no prefix to add or drop
+            return self.tokenizer.encode(text, add_special_tokens=False).ids
+        if self._no_prefix is None:
+            from tokenizers import Tokenizer
+            self._no_prefix = Tokenizer.from_str(json.dumps(_without_prefix(self._spec)))
+            self._no_prefix.encode_special_tokens = True
+        # sentencepiece's dummy prefix is a space before the text, even one that starts with a
+        # space ("▁▁What"); a Metaspace pre-tokenizer skips it there. Writing the space out
+        # gives sentencepiece's ids for every text, from either file format.
+        text = ' ' + text if add_dummy_prefix else text
+        return self._no_prefix.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids``.

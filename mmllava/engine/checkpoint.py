@@ -224,6 +224,8 @@ def _load_files(files: List[str], progress: bool, expected: Optional[set] = None
 
 
 EMBED_KEY = 'llm.model.embed_tokens.weight'
+# The same tensor in the LoRA layout (merge_lora.py --no-merge, a LoRA run's checkpoints).
+LORA_EMBED_KEY = 'llm.base_model.model.model.embed_tokens.weight'
 
 
 def stored_shape(path: PathLike, key: str) -> Optional[Tuple[int, ...]]:
@@ -273,7 +275,7 @@ def align_vocab_rows(model_cfg: dict, paths, logger=None) -> Optional[int]:
     for path in paths or []:
         if not osp.exists(str(path)):
             continue  # the loader names it if it is needed (a complete checkpoint needs none)
-        shape = stored_shape(path, EMBED_KEY)
+        shape = stored_shape(path, EMBED_KEY) or stored_shape(path, LORA_EMBED_KEY)
         if shape is not None:
             rows = shape[0]
     llm = (model_cfg.get('llm') or {}).get('config')

@@ -101,8 +101,9 @@ class LLaVA(BaseModel):
         answer_template (str): The conversation template the class names are tokenized with
             as answers (the one the model was trained with). Defaults to ``'vicuna_v1'``.
         ranking (str): How :meth:`score_answers` scores a class: ``'sum'`` (its answer's
-            summed log-probability, the default: measured better on MoCap-Actions, see
-            ``docs/ranking.md``) or ``'mean'`` (per token, which does not favour short names).
+            summed log-probability, the default; on MoCap-Actions the same top-1 as
+            ``'mean'`` and a better top-5, ``docs/ranking.md``) or ``'mean'`` (per token,
+            which does not favour short names).
         class_chunk_size (int): Classes scored per pass over the prompt's cache (their tokens
             are what a pass adds to the cache). Defaults to 256.
         init_cfg (dict, optional): mmengine initialization config.

@@ -48,7 +48,11 @@ def test_training_jitter_draws_one_frame_in_each_segment():
     first = sample_frame_indices(100, 8, jitter=True)
     np.random.seed(1)
     assert sample_frame_indices(100, 8, jitter=True).tolist() == first.tolist()  # seeded
-    assert sample_frame_indices(3, 8, jitter=True).tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
+    # Fewer frames than segments: each draw still lies in its segment, in order.
+    for _ in range(50):
+        few = sample_frame_indices(3, 8, jitter=True)
+        assert (few >= np.floor(np.arange(8) * 3 / 8)).all() and (few < np.ceil(
+            (np.arange(8) + 1) * 3 / 8)).all() and (np.diff(few) >= 0).all()
 
 
 @pytest.mark.parametrize('source', ['array', 'rawframes'])

@@ -29,6 +29,7 @@ from fixtures_llava import (
 from mmengine.config import Config
 from PIL import Image
 
+from mmllava.apis import get_model, inference_model
 from mmllava.convert import convert_to_mmllava
 from mmllava.evaluation.offline import evaluate_predictions
 
@@ -115,6 +116,10 @@ def _tiny_recipe(name: str, base: str, data: Path, wrong_rows: int) -> Config:
         for step in loader.dataset.pipeline:
             if step.type == 'TokenizeConversation':
                 step.tokenizer = base
+    for pipeline in (cfg.train_pipeline, cfg.test_pipeline):  # as get_model's inference reads
+        for step in pipeline:
+            if step.type == 'TokenizeConversation':
+                step.tokenizer = base
     for key in ('val_evaluator', 'test_evaluator'):
         cfg[key].classes = str(data / 'label_map.txt')
     cfg.train_cfg.max_epochs = 1
@@ -171,3 +176,19 @@ def test_recipe_trains_validates_and_tests(name, bases, tmp_path, capsys):
     offline = evaluate_predictions('action', str(preds), [str(tmp_path / 'data' / 'test.txt')])
     for key in ('action/top1', 'action/top5', 'action/exact_match', 'action/mean_class_acc'):
         assert offline[key] == pytest.approx(metrics[key]), key
+    run = {p['sample_id']: p for p in json.loads(preds.read_text())}
+    assert all(len(p['pred_scores']) == 2 for p in run.values())  # every clip was ranked
+
+    # One file for the zoo (merge_lora.py --no-merge), which loads with no base on disk: the
+    # vocabulary rows are read from the LoRA layout itself. It ranks as in the test run.
+    single = tmp_path / 'single.safetensors'
+    load_script('tools/model_converters/merge_lora.py').main(
+        [str(tmp_path / 'recipe.py'), best[0], str(single), '--no-merge'])
+    alone = Config.fromfile(str(tmp_path / 'recipe.py'))
+    alone.load_base = str(tmp_path / 'not-here' / 'model.safetensors')
+    model = get_model(alone, pretrained=str(single))
+    assert model.llm.config.vocab_size == rows
+    media = tmp_path / 'data' / 'media' / ('test_1.jpg' if images else 'test_1.mp4')
+    result = inference_model(model, str(media), run['test_1']['prompt'].split('\n', 1)[1]
+                             .rsplit(' ASSISTANT:', 1)[0])
+    assert result['pred_scores'] == pytest.approx(run['test_1']['pred_scores'], abs=1e-5)

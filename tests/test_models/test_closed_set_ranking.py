@@ -125,8 +125,10 @@ def test_a_class_score_does_not_depend_on_the_others(model):
         subset = [5, 1, 3]
         part = model.score_answers(ids, mask, pixels, [candidates[i] for i in subset])
         model.class_chunk_size = 1
-        one_by_one = model.score_answers(ids, mask, pixels, candidates)
-        model.class_chunk_size = 3
+        try:
+            one_by_one = model.score_answers(ids, mask, pixels, candidates)
+        finally:
+            model.class_chunk_size = 3
     torch.testing.assert_close(part, full[:, subset], atol=1e-5, rtol=0)
     torch.testing.assert_close(one_by_one, full, atol=1e-5, rtol=0)
 

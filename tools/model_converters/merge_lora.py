@@ -42,6 +42,7 @@ def _weights_path(path: str) -> str:
 def main(argv=None):
     args = parse_args(argv)
     from mmllava.engine import load_partial_weights, load_weights, save_weights
+    from mmllava.engine.checkpoint import align_vocab_rows
     from mmllava.models.peft import merge_lora
     from mmllava.registry import MODELS
     from mmllava.utils import register_all_modules
@@ -50,10 +51,12 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if not cfg.model.get('lora'):
         raise SystemExit(f'{args.config} has no model.lora: nothing to merge')
-    model = MODELS.build(cfg.model)
     bases = args.base if args.base else cfg.get('load_base')
     if isinstance(bases, str):
         bases = [bases]
+    # The base's vocabulary rows (a llava-hf conversion's 32064 or an original's 32000).
+    align_vocab_rows(cfg.model, list(bases or []) + [_weights_path(args.checkpoint)])
+    model = MODELS.build(cfg.model)
     if not bases:
         print('No base weights given (--base or load_base): the base keeps the initialization '
               'of the config (only right for the tiny models, which train from it)',
