@@ -171,16 +171,8 @@ class JSONTokenizer:
         outside the vocabulary are dropped. Without it, special ids are written as their token
         and an id outside the vocabulary raises ``ValueError``.
         """
-        ids = [int(i) for i in ids]
-        size = self.vocab_size
-        if skip_special_tokens:
-            special = self.special_ids
-            ids = [i for i in ids if 0 <= i < size and i not in special]
-        else:
-            bad = [i for i in ids if not 0 <= i < size]
-            if bad:
-                raise ValueError(f'Ids {bad[:5]} are outside the vocabulary (size {size}); '
-                                 'decode with skip_special_tokens=True')
+        from .tokenizer import decodable_ids
+        ids = decodable_ids(ids, self.vocab_size, self.special_ids, skip_special_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def token_to_id(self, token: str) -> int:

@@ -90,6 +90,23 @@ def _proto_without_dummy_prefix(proto: bytes) -> bytes:
     return out + _write_varint(_NORMALIZER_SPEC << 3 | 2) + _write_varint(len(spec)) + spec
 
 
+def decodable_ids(ids: Iterable[int], size: int, special: set, skip_special: bool) -> List[int]:
+    """The ids a tokenizer's ``decode`` turns into text, by the one rule of this module.
+
+    Skipping special tokens: ``special`` ids, negative ids (image placeholders) and ids outside
+    the vocabulary (``size``) are dropped. Otherwise an id outside the vocabulary raises
+    ``ValueError``.
+    """
+    ids = [int(i) for i in ids]
+    if skip_special:
+        return [i for i in ids if 0 <= i < size and i not in special]
+    bad = [i for i in ids if not 0 <= i < size]
+    if bad:
+        raise ValueError(f'Ids {bad[:5]} are outside the vocabulary (size {size}); decode '
+                         'with skip_special_tokens=True')
+    return ids
+
+
 # --------------------------------------------------------------------------- tokenizers
 @TOKENIZERS.register_module()
 class SentencePieceTokenizer:
@@ -183,15 +200,9 @@ class SentencePieceTokenizer:
         32001) are dropped. Without it, special ids are written as their piece (``</s>``) and an
         id outside the vocabulary raises ``ValueError``.
         """
-        ids = [int(i) for i in ids]
-        size = self.vocab_size
+        ids = decodable_ids(ids, self.vocab_size, self.special_ids, skip_special_tokens)
         if skip_special_tokens:
-            special = self.special_ids
-            return self.sp.decode([i for i in ids if 0 <= i < size and i not in special])
-        bad = [i for i in ids if not 0 <= i < size]
-        if bad:
-            raise ValueError(f'Ids {bad[:5]} are outside the sentencepiece vocabulary '
-                             f'(size {size}); decode with skip_special_tokens=True')
+            return self.sp.decode(ids)
         # sentencepiece drops control pieces when decoding: write them out ourselves.
         parts, run = [], []
         for i in ids:
@@ -277,15 +288,7 @@ class HFTokenizer:
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         """Text of ``ids``; negative and out-of-vocabulary ids are dropped when skipping special
         tokens, and raise ``ValueError`` otherwise."""
-        ids = [int(i) for i in ids]
-        size = self.vocab_size
-        if skip_special_tokens:
-            ids = [i for i in ids if 0 <= i < size]
-        else:
-            bad = [i for i in ids if not 0 <= i < size]
-            if bad:
-                raise ValueError(f'Ids {bad[:5]} are outside the vocabulary (size {size}); '
-                                 'decode with skip_special_tokens=True')
+        ids = decodable_ids(ids, self.vocab_size, set(), skip_special_tokens)
         return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def token_to_id(self, token: str) -> int:
