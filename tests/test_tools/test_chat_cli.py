@@ -114,10 +114,12 @@ def test_chat_in_a_terminal(terminal, tmp_path):
     term.send(f'/image {ROOT / "demo/demo.jpg"}')
     term.expect('image attached', start)
     term.expect(PROMPT, start)
-    answer, pieces = ask(term, 'What is the person doing?')
+    answer, _ = ask(term, 'What is the person doing?')
     assert answer, term.output
-    # Streamed: the answer came over several reads as it was generated, not in one piece.
-    assert len(pieces) >= 2, pieces
+    # That answers stream is asserted where it does not depend on chance
+    # (tests/test_apis/test_chat.py::test_stream_joins_to_answer): here the unseeded random
+    # weights may answer only byte pieces that form no character until the last one, and a
+    # loaded machine may deliver several pieces in one read.
 
     follow, _ = ask(term, 'Why?')  # text only, the image stays in context
     assert follow
