@@ -90,14 +90,14 @@ class InvalidSamplesHook(Hook):
             os.remove(path)
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        from mmllava.evaluation.metrics.base import ID_KEYS, INVALID_KEY, first_key
         samples = outputs if outputs is not None else (data_batch or {}).get('data_samples')
         for sample in samples or ():
             meta = getattr(sample, 'metainfo', {})
-            reason = meta.get('invalid_sample')
+            reason = meta.get(INVALID_KEY)
             if not reason:
                 continue
-            sample_id = next((meta[k] for k in ('sample_id', 'question_id', 'image_id')
-                              if meta.get(k) is not None), None)
+            sample_id = first_key(meta, ID_KEYS)  # the id the metrics and --out name it by
             self.found.append((str(sample_id), ' '.join(str(reason).splitlines())))
             runner.logger.warning(f'Invalid sample {sample_id!r} (scored as a miss): {reason}')
 

@@ -24,10 +24,10 @@ def _unwrap(model):
 
 
 def _runs(values: Sequence[int], kind) -> List[tuple]:
-    """Consecutive runs of ``values`` with the same ``kind(value, position)``."""
+    """Consecutive runs of ``values`` with the same ``kind(value)``."""
     runs = []
-    for i, value in enumerate(values):
-        k = kind(value, i)
+    for value in values:
+        k = kind(value)
         if runs and runs[-1][0] == k:
             runs[-1][1].append(value)
         else:
@@ -49,12 +49,12 @@ def describe_sample(sample: dict, tokenizer) -> str:
         return tokenizer.decode(run, skip_special_tokens=False)
 
     parts = []
-    for is_visual, run in _runs(ids, lambda v, i: v == IMAGE_TOKEN_INDEX):
+    for is_visual, run in _runs(ids, lambda v: v == IMAGE_TOKEN_INDEX):
         parts.append(f'<visual x{len(run)}>' if is_visual else text(run))
     lines = [f'input ({len(ids)} tokens): ' + ''.join(parts)]
     if labels is not None:
         marked = []
-        for masked, run in _runs(labels, lambda v, i: v == IGNORE_INDEX):
+        for masked, run in _runs(labels, lambda v: v == IGNORE_INDEX):
             marked.append(f'[masked {len(run)}]' if masked else text(run))
         trained = sum(label != IGNORE_INDEX for label in labels)
         lines.append(f'labels ({trained} with a loss): ' + ''.join(marked))
