@@ -1,4 +1,4 @@
-"""MoCap-Actions: the rendered action benchmark (mmllava/datasets/mocap_actions.py and its CLI)."""
+"""MoCap-Actions: the rendered action benchmark (tools/dataset_converters/mocap_actions/, CLI)."""
 import dataclasses
 import importlib.util
 import json
@@ -7,8 +7,9 @@ import os.path as osp
 
 import numpy as np
 import pytest
+from fixtures_llava import load_tool_module
 
-from mmllava.datasets import mocap_actions as ma
+ma = load_tool_module('tools/dataset_converters/mocap_actions')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLI = osp.join(ROOT, 'tools', 'dataset_converters', 'render_mocap_actions.py')
@@ -185,7 +186,7 @@ def test_motion_points_loop_continuity():
 
 
 def test_missing_table_without_pybullet(tmp_path, monkeypatch):
-    monkeypatch.setattr(ma, '_require_pybullet',
+    monkeypatch.setattr(ma.motion, '_require_pybullet',
                         lambda: (_ for _ in ()).throw(ImportError('no pybullet')))
     with pytest.raises(FileNotFoundError, match='pybullet'):
         ma.load_joint_table(str(tmp_path / 'missing.npz'))

@@ -6,20 +6,27 @@
 
 Writes ``OUT/videos/*.mp4``, ``OUT/rawframes/<clip>/img_00001.jpg ...``,
 ``OUT/{train,val,test}_list_videos.txt`` (and ``_list_rawframes.txt``), ``OUT/label_map.txt``
-and ``OUT/{train,val,test}_llava.json``; classes, split rule and layout in
-:mod:`mmllava.datasets.mocap_actions`. The test split's camera azimuths are held out of train
-and val.
+and ``OUT/{train,val,test}_llava.json``; split rule and layout in the ``mocap_actions/``
+renderer beside this script, the classes in :mod:`mmllava.datasets.mocap_actions`. The test
+split's camera azimuths are held out of train and val.
 
     python tools/dataset_converters/render_mocap_actions.py --export-joint-table
 
 remakes the joint-position table the numpy renderer reads (needs pybullet).
 """
 import argparse
+import os.path as osp
 import sys
 import time
 from typing import List, Optional
 
-from mmllava.datasets.mocap_actions import (
+# The renderer is the ``mocap_actions/`` folder beside this script (tools are not a package).
+# Run as a script, this folder is already first on sys.path; loaded by path (tests), it is not.
+_HERE = osp.dirname(osp.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from mocap_actions import (  # noqa: E402
     JOINT_TABLE,
     RENDERERS,
     export_joint_table,
