@@ -27,12 +27,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-
-def new_state() -> dict:
-    """A conversation as :func:`mmllava.apis.chat` takes it, plus visuals not yet sent."""
-    return dict(messages=[], images=[], videos=[], pending=[])
-
-
 def _file_path(item) -> str:
     # Gradio gives uploads as paths or as dicts with a path, depending on the version.
     return item if isinstance(item, str) else item.get('path') or item.get('name')
@@ -41,6 +35,9 @@ def _file_path(item) -> str:
 def build_app(model, trained: bool = True, max_new_tokens: int = 512):
     """The Gradio Blocks app around ``model``: one conversation per browser session.
 
+    Each browser session holds a :class:`mmllava.apis.ChatSession` (made at its first
+    message), so the app answers exactly as the terminal demo and the Python API do.
+
     Args:
         model: A LLaVA from :func:`mmllava.apis.get_model`.
         trained (bool): Whether it has trained weights (a note is shown otherwise).
@@ -48,46 +45,40 @@ def build_app(model, trained: bool = True, max_new_tokens: int = 512):
     """
     import gradio as gr
 
-    from mmllava.apis import chat
+    from mmllava.apis import ChatSession
     from mmllava.apis.inference import is_video
 
-    def respond(message, history, state, new_tokens, temperature):
-        state = state or new_state()
+    def respond(message, history, session, new_tokens, temperature):
+        session = session or ChatSession(model)
         history = list(history or [])
         text = (message or {}).get('text', '').strip()
-        files = [_file_path(f) for f in (message or {}).get('files', []) or []]
-        pending = list(state['pending'])
-        for path in files:
-            pending.append(('video' if is_video(path) else 'image', path))
+        for path in [_file_path(f) for f in (message or {}).get('files', []) or []]:
             history.append(dict(role='user', content={'path': path}))
+            try:  # attached to the next question; a file that cannot be read is said at once
+                (session.add_video if is_video(path) else session.add_image)(path)
+            except (FileNotFoundError, ValueError) as e:
+                history.append(dict(role='assistant', content=f'Error: {e}'))
         if not text:  # visuals only: they go with the next question
-            state = dict(state, pending=pending)
-            yield gr.MultimodalTextbox(value=None), history, state
+            yield gr.MultimodalTextbox(value=None), history, session
             return
-        content = ''.join(f'<{kind}>\n' for kind, _ in pending) + text
-        messages = state['messages'] + [dict(role='user', content=content)]
-        images = state['images'] + [p for kind, p in pending if kind == 'image']
-        videos = state['videos'] + [p for kind, p in pending if kind == 'video']
         history.append(dict(role='user', content=text))
         gen = dict(max_new_tokens=int(new_tokens))
         if temperature and temperature > 0:
             gen.update(do_sample=True, temperature=float(temperature))
         try:
-            pieces = chat(model, messages, images, videos, stream=True, **gen)
+            pieces = session.stream(text, **gen)
         except ValueError as e:
             # The visuals stay attached: the user can ask again, shorter or after a reset.
             history.append(dict(role='assistant', content=f'Error: {e}'))
-            yield gr.MultimodalTextbox(value=None), history, dict(state, pending=pending)
+            yield gr.MultimodalTextbox(value=None), history, session
             return
         history.append(dict(role='assistant', content=''))
         answer = ''
-        for piece in pieces:
+        for piece in pieces:  # the session keeps the answer once the stream ends
             answer += piece
             history[-1] = dict(role='assistant', content=answer)
-            yield gr.MultimodalTextbox(value=None), history, state
-        state = dict(messages=messages + [dict(role='assistant', content=answer)],
-                     images=images, videos=videos, pending=[])
-        yield gr.MultimodalTextbox(value=None), history, state
+            yield gr.MultimodalTextbox(value=None), history, session
+        yield gr.MultimodalTextbox(value=None), history, session
 
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f'## {TITLE}\nUpload images or clips with the paperclip button and ask '
@@ -106,10 +97,10 @@ def build_app(model, trained: bool = True, max_new_tokens: int = 512):
             temperature = gr.Slider(0.0, 1.5, value=0.0, step=0.05,
                                     label='Temperature (0: greedy)')
             reset = gr.Button('New conversation', elem_id='reset')
-        state = gr.State(None)
+        state = gr.State(None)  # the browser session's ChatSession
         box.submit(respond, [box, chatbot, state, new_tokens, temperature],
                    [box, chatbot, state])
-        reset.click(lambda: ([], new_state(), None), None, [chatbot, state, box])
+        reset.click(lambda: ([], None, None), None, [chatbot, state, box])
     return app
 
 

@@ -1,5 +1,7 @@
 """tools/serve.py as a client sees it: a server started here, spoken to over real HTTP."""
+import argparse
 import base64
+import http.client
 import importlib.util
 import io
 import json
@@ -20,6 +22,7 @@ from PIL import Image
 
 from mmllava.apis import get_model
 from mmllava.apis.chat import chat, prepare_chat_inputs
+from mmllava.apis.inference import add_model_arguments
 from mmllava.engine.checkpoint import save_weights
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,13 +91,13 @@ def server(tmp_path_factory):
     proc.wait(timeout=30)
 
 
-def _request(server, path, body=None, raw: bytes = None, method=None):
+def _request(server, path, body=None, raw: bytes = None, method=None, timeout=60):
     """(status, parsed JSON or raw text) of a request; errors are answers too."""
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
     req = urllib.request.Request(server['url'] + path, data=data, method=method,
                                  headers={'Content-Type': 'application/json'})
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, text, ctype = resp.status, resp.read().decode(), resp.headers['Content-Type']
     except urllib.error.HTTPError as e:
         status, text, ctype = e.code, e.read().decode(), e.headers['Content-Type']
@@ -117,6 +120,14 @@ def _assert_error(status, body, expected_status, param=None):
         assert err['param'] == param
 
 
+def _serve_module():
+    """tools/serve.py as a module (it is a script, not a package)."""
+    spec = importlib.util.spec_from_file_location('serve_tool', SERVE)
+    serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(serve)
+    return serve
+
+
 def _external_address():
     """This machine's address on its default route (no packet is sent), or None."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -133,10 +144,7 @@ def test_models_and_loopback_default(server):
     status, body = _request(server, '/models')
     assert status == 200 and body['object'] == 'list'
     assert [m['id'] for m in body['data']] == ['llava-tiny_vqa']
-    spec = importlib.util.spec_from_file_location('serve_tool', SERVE)
-    serve = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(serve)
-    assert serve.parse_args(['m']).host == '127.0.0.1'
+    assert _serve_module().parse_args(['m']).host == '127.0.0.1'
     # Another address of this machine does not reach the server.
     address = _external_address()
     if address is not None:
@@ -258,11 +266,28 @@ def test_local_file_under_the_allowed_folder(server):
 
 
 def test_sampling(server):
-    body = dict(_user(_image_part(_uri(_png(8))), _text('What is it?')), temperature=0.9,
-                top_p=0.9, max_tokens=5)
-    status, out = _request(server, '/chat/completions', body)
-    assert status == 200, out
-    assert 0 < out['usage']['completion_tokens'] <= 5
+    image = _png(8)
+    body = _user(_image_part(_uri(image)), _text('What is it?'))
+    sampling = dict(temperature=1.0, top_p=0.95, seed=11)
+
+    def answer(**fields):
+        status, out = _request(server, '/chat/completions', dict(body, **fields))
+        assert status == 200, out
+        assert 0 < out['usage']['completion_tokens'] <= GEN['max_tokens']
+        return out['choices'][0]['message']['content']
+
+    sampled = answer(**sampling)
+    assert answer(**sampling) == sampled  # seeded: reproducible
+    # temperature and top_p reach generate: the same draw as sampling here, which (seeded,
+    # so not by chance) is not the greedy answer.
+    torch.manual_seed(sampling['seed'])
+    here = chat(server['model'], [dict(role='user', content='<image>\nWhat is it?')],
+                images=[Image.open(io.BytesIO(image))], max_new_tokens=GEN['max_tokens'],
+                do_sample=True, temperature=1.0, top_p=0.95)
+    greedy = _expected(server, 'What is it?', image)
+    assert sampled == here and sampled != greedy
+    # A top_p that keeps only the likeliest token samples the greedy answer.
+    assert answer(**dict(sampling, top_p=1e-9)) == greedy
 
 
 def test_concurrent_requests_are_not_crossed(server):
@@ -300,3 +325,175 @@ def test_concurrent_requests_are_not_crossed(server):
         for t in threads:
             t.join(timeout=120)
         assert results == expected
+
+
+def test_help_imports_nothing_heavy_and_model_options_match_the_demos():
+    run = subprocess.run([sys.executable, '-X', 'importtime', str(SERVE), '--help'],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and '--allowed-local-media' in run.stdout
+    imported = {line.rsplit('|', 1)[-1].strip() for line in run.stderr.splitlines()}
+    assert not imported & {'torch', 'fastapi', 'mmllava'}
+
+    def options(add):
+        parser = argparse.ArgumentParser()
+        add(parser)
+        return [(a.option_strings, a.dest, a.default, a.help, a.nargs) for a in parser._actions]
+
+    # Its own copy of the model options (to keep torch out of --help) equals the demos'.
+    assert options(_serve_module()._add_model_arguments) == options(add_model_arguments)
+
+
+def _connect(server) -> http.client.HTTPConnection:
+    host, port = server['url'].split('//')[1].split('/')[0].rsplit(':', 1)
+    return http.client.HTTPConnection(host, int(port), timeout=30)
+
+
+def _raw(server, method, path, body=b'', headers=None, conn=None):
+    """(status, headers, JSON) of ``method /path``; ``conn`` reuses a keep-alive connection."""
+    conn = conn or _connect(server)
+    conn.putrequest(method, path, skip_accept_encoding=True)
+    for key, value in (headers or {}).items():
+        conn.putheader(key, value)
+    conn.endheaders()
+    if body:
+        conn.send(body)
+    resp = conn.getresponse()
+    data = resp.read()
+    return resp.status, resp.headers, (json.loads(data) if data else None), conn
+
+
+def test_http_edges(server):
+    chat_path = '/v1/chat/completions'
+    status, headers, body, _ = _raw(server, 'POST', chat_path, b'5\r\n{"a":\r\n0\r\n\r\n',
+                                    {'Transfer-Encoding': 'chunked'})
+    _assert_error(status, body, 411)
+    assert headers['Connection'] == 'close'
+    status, _, body, _ = _raw(server, 'POST', chat_path)  # no Content-Length
+    _assert_error(status, body, 411)
+    assert body['error']['message'] == 'Content-Length is required'
+    huge = b'{' + b' ' * MAX_BYTES + b'}'
+    status, headers, body, _ = _raw(server, 'POST', chat_path, huge,
+                                    {'Content-Length': str(len(huge))})
+    _assert_error(status, body, 413)
+    assert body['error']['code'] == 'request_too_large' and headers['Connection'] == 'close'
+    # Unknown routes are 404 in OpenAI's format; the connection stays usable.
+    status, _, body, conn = _raw(server, 'POST', '/v1/nothing', b'{}', {'Content-Length': '2'})
+    _assert_error(status, body, 404)
+    assert (body['error']['message'], body['error']['code']) == ('No route POST /v1/nothing',
+                                                                 'not_found')
+    status, _, body, _ = _raw(server, 'GET', '/v1/models/', conn=conn)  # a trailing slash too
+    assert status == 200 and body['data'][0]['id'] == 'llava-tiny_vqa'
+    status, _, body, _ = _raw(server, 'GET', chat_path)
+    _assert_error(status, body, 404)
+    assert body['error']['message'] == 'No route GET /v1/chat/completions'
+    _assert_error(*_raw(server, 'PUT', '/v1/models')[:3:2], 405)
+    for path in ('/health', '/v1/health'):
+        assert _raw(server, 'GET', path)[::2] == (200, dict(status='ok'))
+    status, body = _request(server, '/chat/completions', dict(_user(_text('hi')), model='gpt-4'))
+    _assert_error(status, body, 404, 'model')
+    assert body['error']['code'] == 'model_not_found'
+
+
+@pytest.fixture
+def live(server):
+    """The server in this process (uvicorn in a thread): a test may slow or break generate."""
+    serve = _serve_module()
+    srv = serve.build_server(server['model'], 'llava-tiny_vqa', port=0, log_level='warning')
+    thread = threading.Thread(target=srv.serve_forever, name='serve-test', daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.uvicorn.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.uvicorn.started
+    yield dict(server, url=srv.url, service=srv.app.state.service)
+    srv.shutdown()
+    thread.join(timeout=30)
+    srv.server_close()
+
+
+def test_models_answer_while_a_generation_runs(live, monkeypatch):
+    model, service = live['model'], live['service']
+    entered, release = threading.Event(), threading.Event()
+    real = model.generate
+
+    def blocked(*args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, 'generate', blocked)
+    body = _user(_image_part(_uri(_png(3))), _text('What is it?'))
+    for stream in (False, True):
+        entered.clear()
+        release.clear()
+        result = []
+        asker = threading.Thread(target=lambda: result.append(
+            _request(live, '/chat/completions', dict(body, stream=stream))))
+        asker.start()
+        assert entered.wait(30)
+        # The event loop is free: these are answered while generate is blocked.
+        status, models = _request(live, '/models', timeout=5)
+        assert status == 200 and models['data'][0]['id'] == 'llava-tiny_vqa'
+        assert _request(live, '/health', timeout=5) == (200, dict(status='ok'))
+        assert service.lock.locked() and asker.is_alive()
+        release.set()
+        asker.join(60)
+        assert result and result[0][0] == 200, result
+    assert not service.lock.locked()
+
+
+def test_a_client_leaving_a_stream_stops_its_generation(live, monkeypatch):
+    model, service = live['model'], live['service']
+    steps = []
+    real = model.generate
+
+    def slow(*args, **kwargs):
+        stops = kwargs['eos_token_id']
+
+        def step(input_ids, scores):
+            steps.append(1)
+            time.sleep(0.05)
+            scores[:, stops] = float('-inf')  # it never ends by itself
+            return scores
+
+        kwargs['logits_processor'].append(step)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, 'generate', slow)
+    conn = _connect(live)
+    body = json.dumps(dict(_user(_image_part(_uri(_png(3))), _text('Go on.')), stream=True,
+                           max_tokens=400)).encode()
+    conn.request('POST', '/v1/chat/completions', body, {'Content-Type': 'application/json'})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    contents = 0
+    while contents < 2:  # two pieces: the generation is under way
+        line = resp.fp.readline().decode()
+        if line.startswith('data: {'):
+            contents += 'content' in json.loads(line[6:])['choices'][0]['delta']
+    conn.sock.shutdown(socket.SHUT_RDWR)
+    conn.close()
+    assert service.lock.acquire(timeout=15), 'the generation went on without a reader'
+    service.lock.release()
+    done = len(steps)
+    time.sleep(0.3)
+    assert len(steps) == done < 200
+    # The next request is served.
+    monkeypatch.setattr(model, 'generate', real)
+    assert _request(live, '/chat/completions', _user(_text('hi')))[0] == 200
+
+
+def test_a_failing_generation_is_a_500_or_an_error_event(live, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError('boom')
+
+    monkeypatch.setattr(live['model'], 'generate', broken)
+    body = _user(_text('hi'))
+    assert _request(live, '/chat/completions', body) == (500, dict(error=dict(
+        message='Internal error: boom', type='server_error', param=None, code=None)))
+    status, text = _request(live, '/chat/completions', dict(body, stream=True))
+    assert status == 200  # the status was sent with the first chunk: the error is an event
+    events = [e for e in text.split('\n\n') if e]
+    assert events[-1] == 'data: [DONE]'
+    assert json.loads(events[-2][len('data: '):])['error']['message'] == 'Internal error: boom'
+    assert not live['service'].lock.locked()

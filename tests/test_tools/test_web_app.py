@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
 IMAGE = ROOT / 'demo/demo.jpg'
-CLIP = ROOT.parent / 'shared/data/real_clips/arm_wrestling.mp4'
+CLIP = ROOT / 'tests/data/real_clips/arm_wrestling.mp4'
 TIMEOUT = 60  # seconds for any one step (start, upload, answer)
 
 
@@ -33,6 +33,7 @@ def _chromium():
 
 CHROMIUM = _chromium()
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(importlib.util.find_spec('gradio') is None,
                        reason='gradio is not installed (pip install gradio)'),
     pytest.mark.skipif(importlib.util.find_spec('playwright') is None,
@@ -166,7 +167,6 @@ def test_upload_ask_and_see_streamed_answer(page, server, tmp_path):
     assert shot.stat().st_size > 10_000
 
 
-@pytest.mark.skipif(not CLIP.exists(), reason=f'{CLIP} not found')
 def test_new_conversation_with_a_clip(page, server):
     page.locator('#reset').click()
     page.wait_for_function(
