@@ -1,7 +1,14 @@
 """mmllava: an OpenMMLab-style toolbox for LLaVA."""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+
+# What the zoo and the tools need beside the package (mim-style, as mmpretrain's setup.py):
+# copied into mmllava/.mim on install, linked there for an editable one.
+MIM_FILES = ('configs', 'tools', 'demo', 'resources', 'model-index.yml')
 
 
 def read_requirements(name: str) -> list:
@@ -18,16 +25,42 @@ def read_version() -> str:
     return scope['__version__']
 
 
+def add_mim_extension() -> None:
+    """Put ``MIM_FILES`` into ``mmllava/.mim``: links for ``pip install -e``, copies for a
+    wheel or ``pip install .``, so that ``mmllava.apis.list_models`` and ``get_model`` find
+    their configs and shipped weights either way."""
+    if not {'bdist_wheel', 'build', 'build_py', 'install', 'sdist'} & set(sys.argv[1:]):
+        return  # metadata only, or an editable install: that reads the repository itself
+    here = osp.dirname(osp.abspath(__file__))
+    mim = osp.join(here, 'mmllava', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(here, name), osp.join(mim, name)
+        if not osp.exists(src):
+            continue
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if osp.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
+
 setup(
     name='mmllava',
     version=read_version(),
     description='OpenMMLab-style toolbox for LLaVA, finetuned for human action understanding',
     packages=find_packages(exclude=('configs', 'tools', 'demo', 'tests', 'tests.*')),
     include_package_data=True,
-    package_data={'mmllava.datasets': ['mocap_actions_joints.npz']},
+    package_data={'mmllava': ['.mim/**/*', '.mim/*']},
     python_requires='>=3.11',
     install_requires=read_requirements('runtime'),
-    extras_require=dict(web=read_requirements('web'),
-                        tests=read_requirements('tests') + read_requirements('web')),
+    extras_require=dict(web=read_requirements('web'), serve=read_requirements('serve'),
+                        tests=read_requirements('tests') + read_requirements('web')
+                        + read_requirements('serve')),
     license='Apache License 2.0',
 )

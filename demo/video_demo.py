@@ -76,7 +76,7 @@ def main():
     if 'pred_label' in result:
         scores = result['pred_scores']
         top = sorted(range(len(scores)), key=lambda i: -scores[i])[:3]
-        names = inferencer.model.class_names
+        names = inferencer.classes
         print('top-3: ' + ', '.join(f'{names[i]} ({scores[i]:.2f})' for i in top))
     if args.out:
         # The frames exactly as the model's pipeline sampled them (before resizing).

@@ -16,6 +16,9 @@ One transformers ``LlavaForConditionalGeneration`` (CLIP 32 wide, 3 layers, 30 p
 
 The key layouts here are written by hand (not by mmllava.convert), so tests check the
 converters against an independent statement of each layout.
+
+Also here: the repository's tiny config built the same way for every test that uses it
+(:func:`tiny_model`), and helpers to run the tools in-process or as subprocesses.
 """
 import copy
 import json
@@ -309,6 +312,24 @@ def shared_build() -> dict:
 
 # ------------------------------------------------------------------ tools/test.py end to end
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_CONFIG = osp.join(_ROOT, 'configs', 'llava', 'llava-tiny_vqa.py')
+
+
+def tiny_model(seed: int = 0, **kwargs):
+    """The tiny config's LLaVA with seeded random weights, as the API tests use it.
+
+    Args:
+        seed (int): Seeds torch before the weights are drawn, so the model (and so its
+            greedy answers) is the same in every run.
+        **kwargs: :func:`mmllava.apis.get_model` keywords (``generation_cfg``,
+            ``class_chunk_size`` ...).
+
+    Returns:
+        torch.nn.Module: The model :func:`mmllava.apis.get_model` builds, with its tokenizer.
+    """
+    from mmllava.apis import get_model
+    torch.manual_seed(seed)
+    return get_model(TINY_CONFIG, **kwargs)
 
 
 def write_tiny_eval_config(path, converted: str, dataset: dict, evaluator: dict,
@@ -347,6 +368,21 @@ def load_script(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_tool_module(relpath: str):
+    """A module or package folder beside the scripts (``'tools/x/mocap_actions'``), imported.
+
+    Tools are not a package: a script run as ``python tools/x/y.py`` imports its neighbours
+    through its own folder on ``sys.path``. This puts that folder there the same way and
+    imports by name, so a script loaded later shares the very same module, not a copy.
+    """
+    import importlib
+    import sys
+    folder, name = osp.split(osp.normpath(osp.join(_ROOT, relpath)))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(osp.splitext(name)[0])
 
 
 def run_test_tool(config, weights, work_dir, *extra):

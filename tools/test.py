@@ -123,24 +123,14 @@ class InvalidSamplesHook(Hook):
             runner.logger.info(f'No invalid samples ({path} is empty)')
 
 
-def fill_pipeline(pipeline: list, model) -> None:
-    """Give TokenizeConversation steps the model's tokenizer and image token count."""
-    for step in pipeline:
-        if step.get('type') == 'TokenizeConversation':
-            if step.get('tokenizer') is None:
-                if model.cfg.model.get('tokenizer') is None:
-                    raise SystemExit('The config names no tokenizer and there is no '
-                                     'tokenizer.model or tokenizer.json next to the checkpoint')
-                step['tokenizer'] = model.cfg.model.tokenizer
-            step.setdefault('num_image_tokens', model.num_image_tokens)
-
-
 def main(argv=None):
     args = parse_args(argv)
     from mmengine.runner import Runner
 
     from mmllava.apis import get_model
+    from mmllava.apis.pipeline import fill_pipeline
     from mmllava.utils import register_all_modules
+    from mmllava.utils.compat import use_gloo_without_cuda
 
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
@@ -155,17 +145,16 @@ def main(argv=None):
         if cfg.get(key) is None:
             raise SystemExit(f'{args.config} has no {key}: use an evaluation config '
                              '(configs/llava/*_eval.py)')
-    if not torch.cuda.is_available():
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    if args.launcher == 'pytorch' and not torch.cuda.is_available():
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group(backend='gloo')
+    use_gloo_without_cuda(cfg, args.launcher)  # CPU runs (and tests) go through gloo
     cfg.load_from, cfg.resume = None, False  # the weights come from the safe loader only
 
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     model = get_model(cfg, pretrained=args.checkpoint, device=device)
-    fill_pipeline(cfg.test_dataloader.dataset.pipeline, model)
+    dataset = cfg.test_dataloader.dataset
+    try:
+        dataset.pipeline = fill_pipeline(dataset.pipeline, model)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}') from None
     evaluator = cfg.test_evaluator
     evaluator = list(evaluator) if isinstance(evaluator, (list, tuple)) else [evaluator]
     for metric in evaluator:

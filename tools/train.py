@@ -51,9 +51,6 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
-    if not torch.cuda.is_available():
-        # NCCL needs GPUs: CPU runs (and tests) go through gloo.
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
     if args.amp == 'bf16':
         cfg.optim_wrapper.type = 'BF16OptimWrapper'
         cfg.optim_wrapper.pop('dtype', None)
@@ -78,15 +75,11 @@ def main(argv=None):
     args = parse_args(argv)
     from mmllava.engine import build_runner
     from mmllava.utils import register_all_modules
+    from mmllava.utils.compat import use_gloo_without_cuda
 
     register_all_modules(init_default_scope=False)
     cfg = merge_args(Config.fromfile(args.config), args)
-    if args.launcher == 'pytorch' and not torch.cuda.is_available():
-        # mmengine's init_dist calls torch.cuda.set_device; a CPU run starts gloo itself
-        # (the runner then finds the process group ready).
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group(backend='gloo')
+    use_gloo_without_cuda(cfg, args.launcher)  # CPU runs (and tests) go through gloo
     runner = build_runner(cfg)
     runner.train()
 

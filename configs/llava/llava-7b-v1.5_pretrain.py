@@ -36,7 +36,7 @@ train_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='llava_collate'),  # batches may mix image and text-only samples
     dataset=dict(
-        type='LLaVAInstructDataset',
+        type='LlavaInstructDataset',
         data_root=data_root,
         ann_file='blip_laion_cc_sbu_558k.json',
         img_prefix='images',

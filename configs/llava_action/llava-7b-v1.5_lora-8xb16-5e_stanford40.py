@@ -22,10 +22,6 @@ test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='stanford40_test_list.txt', label_map=label_map,
     list_format='images', img_prefix='JPEGImages'))
 val_dataloader = test_dataloader
-# The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
-model = dict(class_names=f'{data_root}/{label_map}')
-test_evaluator = dict(classes=f'{data_root}/{label_map}')
-val_evaluator = test_evaluator
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=0.03 * max_epochs,

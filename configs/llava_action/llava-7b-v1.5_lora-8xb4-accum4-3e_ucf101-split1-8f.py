@@ -6,7 +6,7 @@
 # equal segments for training (temporal jitter) and the segment midpoints for testing; each
 # frame's 24 x 24 CLIP tokens pooled 2 x 2 (avgpool2x2: 144 tokens a frame, 1152 a clip).
 # The question lists the 101 classes ("closed"); the answer is the class name, as words
-# (mmllava.utils.label_map.readable_class_name: "ApplyEyeMakeup" -> "apply eye makeup").
+# (mmllava.datasets.label_map.readable_class_name: "ApplyEyeMakeup" -> "apply eye makeup").
 # Epochs: 3. One epoch of the 9,537 training clips is 75 optimizer steps at batch 128, too few
 # for LoRA to settle at lr 2e-4 (3% warmup is 2 steps); 3 epochs give 224 (not measured here).
 # Validation: the test list every epoch (UCF101 has no separate validation split, as in
@@ -29,18 +29,19 @@ img_prefix = 'videos'
 train_list = 'ucf101_train_split_1_videos.txt'
 test_list = 'ucf101_val_split_1_videos.txt'
 question_mode = 'closed'
-# The model ranks the label map's names by likelihood (top-1/top-5, pred_scores); the file is
-# read on first use.
-model = dict(tokenizer=tokenizer, video_pooling='avgpool2x2',
-             class_names=f'{data_root}/{label_map}')
+# The clip settings every action recipe shares (they inherit this file), stated once: frames
+# per clip, tokens of one CLIP frame, and the pooling the model and the loaders agree on.
 num_frames = 8
+num_image_tokens = 576  # CLIP ViT-L/14-336
+video_pooling = 'avgpool2x2'
+model = dict(tokenizer=tokenizer, video_pooling=video_pooling)
 batch_size = 4
 accumulative_counts = 4
 max_epochs = 3
 
 train_pipeline = [
-    dict(type='LoadVisuals', num_frames=num_frames, tokens_per_image=576,
-         video_pooling='avgpool2x2', temporal_jitter=True),
+    dict(type='LoadVisuals', num_frames=num_frames, num_image_tokens=num_image_tokens,
+         video_pooling=video_pooling, temporal_jitter=True),
     dict(type='PadToSquare', background=(122, 116, 104)),
     dict(type='CLIPResizeCrop', size=336),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template='vicuna_v1',
@@ -48,8 +49,8 @@ train_pipeline = [
     dict(type='PackLlavaInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadVisuals', num_frames=num_frames, tokens_per_image=576,
-         video_pooling='avgpool2x2'),
+    dict(type='LoadVisuals', num_frames=num_frames, num_image_tokens=num_image_tokens,
+         video_pooling=video_pooling),
     dict(type='PadToSquare', background=(122, 116, 104)),
     dict(type='CLIPResizeCrop', size=336),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template='vicuna_v1',
@@ -84,7 +85,8 @@ param_scheduler = [
 ]
 
 # tools/test.py and the validation after each epoch: greedy answers and the likelihood
-# ranking of the class names on the val list, scored against the label map.
+# ranking of the label map's names (the test dataset gives them to the model as answer
+# candidates and to the metric as its classes) on the val list.
 test_dataloader = dict(
     batch_size=8,
     num_workers=4,
@@ -100,7 +102,7 @@ test_dataloader = dict(
         question_mode=question_mode,
         test_mode=True,
         pipeline=test_pipeline))
-test_evaluator = dict(type='ActionAccuracy', classes=f'{data_root}/{label_map}')
+test_evaluator = dict(type='ActionAccuracy')
 test_cfg = dict(type='TestLoop')
 val_dataloader = test_dataloader
 val_evaluator = test_evaluator

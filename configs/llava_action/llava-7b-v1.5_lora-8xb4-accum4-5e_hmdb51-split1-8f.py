@@ -13,10 +13,6 @@ train_dataloader = dict(dataset=dict(
 test_dataloader = dict(dataset=dict(
     data_root=data_root, ann_file='hmdb51_val_split_1_videos.txt', label_map=label_map))
 val_dataloader = test_dataloader
-# The model ranks the label map's names by likelihood: top-1/top-5 and pred_scores.
-model = dict(class_names=f'{data_root}/{label_map}')
-test_evaluator = dict(classes=f'{data_root}/{label_map}')
-val_evaluator = test_evaluator
 train_cfg = dict(max_epochs=max_epochs)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=0.03 * max_epochs,

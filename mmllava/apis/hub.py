@@ -11,9 +11,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def mim_root() -> Path:
-    """Where ``model-index.yml``, ``configs/`` and shipped weights live for this install."""
-    mim = PACKAGE_ROOT / '.mim'
-    return mim if (mim / 'model-index.yml').exists() else PACKAGE_ROOT.parent
+    """Where ``model-index.yml``, ``configs/`` and shipped weights live for this install: the
+    source checkout (an editable install), else the copy a wheel carries in ``mmllava/.mim``."""
+    checkout = PACKAGE_ROOT.parent
+    if (checkout / 'model-index.yml').exists() and (checkout / 'configs').is_dir():
+        return checkout
+    return PACKAGE_ROOT / '.mim'
 
 
 def weights_home() -> Path:

@@ -6,13 +6,14 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dataset import Compose
 from PIL import Image
 from tqdm import tqdm
 
 from mmllava.datasets.collate import llava_collate
+from mmllava.engine.checkpoint import align_vocab_rows, load_over_bases
 
 from .hub import ModelHub
+from .pipeline import build_inference_pipeline, closed_set_classes
 
 ModelType = Union[str, Path, Config, torch.nn.Module]
 InputType = Union[str, Path, Image.Image, np.ndarray]
@@ -30,46 +31,6 @@ def is_video(source) -> bool:
         path = Path(source)
         return path.is_dir() or path.suffix.lower() in VIDEO_SUFFIXES
     return False
-
-
-def build_inference_pipeline(model: torch.nn.Module, cfg: Optional[Config] = None) -> Compose:
-    """The model's test pipeline, ready for images and clips in any conversation.
-
-    ``LoadImages`` becomes ``LoadVisuals`` (same images, plus ``videos``, in placeholder order)
-    with the model's tokens per image and clip pooling; ``TokenizeConversation`` gets the
-    model's tokenizer and image token count where the config leaves them out.
-
-    The pipeline takes a dict with ``messages`` (role/content dicts; contents hold ``<image>`` /
-    ``<video>`` placeholders), ``images`` and ``videos`` (sources in placeholder order: paths,
-    PIL images, arrays; clips also rawframe folders and (T, H, W, 3) arrays) and optionally
-    ``sample_id``; :func:`mmllava.datasets.collate.llava_collate` batches its outputs for
-    ``model.data_preprocessor``.
-
-    Args:
-        model: A LLaVA (its ``cfg`` holds ``test_pipeline`` unless ``cfg`` is given).
-        cfg: The config to read ``test_pipeline`` (and ``num_frames``) from.
-    """
-    cfg = cfg if cfg is not None else model.cfg
-    if cfg.get('test_pipeline') is None:
-        raise ValueError('The config has no test_pipeline to run inference with')
-    steps = []
-    for step in copy.deepcopy(cfg.test_pipeline):
-        if step['type'] in ('LoadImages', 'LoadVisuals', 'LoadVideo'):
-            step = dict(type='LoadVisuals',
-                        num_frames=step.get('num_frames', cfg.get('num_frames', 8)),
-                        tokens_per_image=step.get('tokens_per_image', model.num_image_tokens),
-                        video_pooling=step.get('video_pooling', model.video_pooling))
-        elif step['type'] == 'TokenizeConversation':
-            # The model's tokenizer and image token count, unless the config says otherwise.
-            if step.get('tokenizer') is None:
-                if model.tokenizer is None:
-                    raise ValueError('The model has no tokenizer: set model.tokenizer in '
-                                     'the config or pass pretrained weights whose folder '
-                                     'holds tokenizer.model or tokenizer.json')
-                step['tokenizer'] = model.tokenizer
-            step.setdefault('num_image_tokens', model.num_image_tokens)
-        steps.append(step)
-    return Compose(steps)
 
 
 def _load_config(name_or_config) -> tuple:
@@ -134,7 +95,6 @@ def get_model(name_or_config: Union[str, Path, Config],
         cfg.merge_from_dict(dict(model=overrides))
     if weights is not None:
         # The rows of the weights it loads (llava-hf's 32064 or the original's 32000).
-        from mmllava.engine.checkpoint import align_vocab_rows
         bases = cfg.get('load_base') or []
         align_vocab_rows(cfg.model, ([bases] if isinstance(bases, (str, Path)) else
                                      list(bases)) + [weights])
@@ -155,7 +115,7 @@ def get_model(name_or_config: Union[str, Path, Config],
     else:
         model = MODELS.build(cfg.model)
     if weights is not None:
-        _load_pretrained(model, weights, cfg.get('load_base'))
+        load_over_bases(model, weights, cfg.get('load_base'))
     model.cfg = cfg
     model.to(device)
     model.eval()
@@ -193,36 +153,6 @@ def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, No
     return model, pretrained is not None
 
 
-def _load_pretrained(model: torch.nn.Module, weights: Path, bases) -> None:
-    """Load ``weights`` strictly, or on top of the config's ``load_base`` files.
-
-    A training config's checkpoints hold only what trained (projector, adapters); the config's
-    ``load_base`` names the rest. Together they must cover every parameter, or nothing loads
-    silently: the uncovered keys are named.
-    """
-    from mmllava.engine.checkpoint import StateDictMismatchError, load_model_weights, load_weights
-    if not bases:
-        load_model_weights(model, weights, strict=True)
-        return
-    from mmllava.engine.runner import load_partial_weights
-    state = load_weights(weights)
-    if set(model.state_dict()) <= set(state):
-        # A complete checkpoint (every parameter trained, e.g. a from-scratch model whose
-        # config names its previous stage as load_base) needs no base: load it strictly.
-        load_model_weights(model, state, strict=True)
-        return
-    files = [bases] if isinstance(bases, (str, Path)) else list(bases)
-    given = set()
-    for path in files + [weights]:
-        missing = load_partial_weights(model, state if path is weights else load_weights(path),
-                                       source=str(path))
-        given |= set(model.state_dict()) - set(missing)
-    uncovered = sorted(set(model.state_dict()) - given)
-    if uncovered:
-        raise StateDictMismatchError(uncovered, [], [],
-                                     source=f'{weights} together with load_base {files}')
-
-
 class LlavaInferencer:
     """Answer questions about images with a LLaVA, in batches.
 
@@ -245,6 +175,8 @@ class LlavaInferencer:
             self.model = get_model(model, pretrained=pretrained, device=device, **overrides)
         self.batch_size = batch_size
         self.pipeline = build_inference_pipeline(self.model)
+        # A closed-set (action) model ranks the classes of its test dataset.
+        self.classes = closed_set_classes(self.model.cfg)
 
 
     @property
@@ -257,9 +189,12 @@ class LlavaInferencer:
         if visual is not None and f'<{kind}>' not in question:
             content = f'<{kind}>\n' + question  # LLaVA-1.5 puts the visual first
         visuals = [] if visual is None else [visual]
-        return dict(sample_id=index, images=visuals if kind == 'image' else [],
-                    videos=visuals if kind == 'video' else [],
-                    messages=[dict(role='user', content=content)], question=question)
+        sample = dict(sample_id=index, images=visuals if kind == 'image' else [],
+                      videos=visuals if kind == 'video' else [],
+                      messages=[dict(role='user', content=content)], question=question)
+        if self.classes is not None:
+            sample['answer_candidates'] = self.classes
+        return sample
 
     def __call__(self, inputs: Union[InputType, Sequence[InputType]],
                  questions: Union[str, Sequence[str], None] = None,
@@ -280,9 +215,9 @@ class LlavaInferencer:
         Returns:
             list[dict]: Per input ``pred_answer`` (or ``pred_caption``) and ``prompt``, the
             exact text given to the LLM with each image written as ``<image>`` (each clip as
-            ``<video>``). Closed-set models (``class_names``) add ``pred_label`` (class index),
-            ``pred_class`` (its name) and ``pred_scores`` (probabilities over the classes from
-            their likelihoods as answers).
+            ``<video>``). Closed-set models (whose test dataset has classes) add
+            ``pred_label`` (class index), ``pred_class`` (its name) and ``pred_scores``
+            (probabilities over the classes from their likelihoods as answers).
         """
         if isinstance(inputs, (list, tuple)):
             images = list(inputs)
@@ -312,7 +247,7 @@ class LlavaInferencer:
                           'prompt': out.metainfo.get('prompt', out.get('prompt'))}
                 if 'pred_label' in out:  # a closed-set (action) model ranked its classes
                     result['pred_label'] = int(out.pred_label)
-                    result['pred_class'] = self.model.class_names[result['pred_label']]
+                    result['pred_class'] = self.classes[result['pred_label']]
                     result['pred_scores'] = [float(v) for v in out.pred_scores]
                 results.append(result)
         return results

@@ -10,6 +10,7 @@ from .templates import (
 from .tokenization import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
+    answer_token_ids,
     build_prompt,
     from_llava_conversations,
     render_conversation,
@@ -27,7 +28,7 @@ from .tokenizer import (
 __all__ = [
     'BUILTIN_TEMPLATES', 'ConversationTemplate', 'HFTokenizer', 'IGNORE_INDEX',
     'IMAGE_TOKEN_INDEX', 'JSONTokenizer', 'Segment', 'SentencePieceTokenizer',
-    'VISUAL_PLACEHOLDERS', 'build_prompt', 'build_tokenizer', 'from_llava_conversations',
-    'get_template', 'render_conversation', 'stop_token_ids', 'tokenize_conversation',
-    'tokenizer_file', 'train_sentencepiece'
+    'VISUAL_PLACEHOLDERS', 'answer_token_ids', 'build_prompt', 'build_tokenizer',
+    'from_llava_conversations', 'get_template', 'render_conversation', 'stop_token_ids',
+    'tokenize_conversation', 'tokenizer_file', 'train_sentencepiece'
 ]

@@ -13,8 +13,8 @@ import re
 from typing import List, Optional, Sequence, Tuple, Union
 
 from mmllava.registry import TEMPLATES
+from mmllava.structures import VISUAL_PLACEHOLDERS
 
-VISUAL_PLACEHOLDERS = ('<image>', '<video>')
 _VISUAL_SPLIT = re.compile('(' + '|'.join(re.escape(p) for p in VISUAL_PLACEHOLDERS) + ')')
 
 # Conversation turns as the templates take them: (user content, assistant content or None).

@@ -18,10 +18,9 @@ space (chatml's ``assistant\\n``), the answer is encoded without the dummy prefi
 """
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from .templates import ConversationTemplate, Segment, Turn, get_template
+from mmllava.structures import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
-IMAGE_TOKEN_INDEX = -200  # the original's placeholder id: outside every text vocabulary
-IGNORE_INDEX = -100  # label of positions without loss (torch's cross entropy default)
+from .templates import ConversationTemplate, Segment, Turn, get_template
 
 ROLES = ('system', 'user', 'assistant')
 _LLAVA_ROLES = {'human': 'user', 'user': 'user', 'gpt': 'assistant', 'assistant': 'assistant',
@@ -254,6 +253,24 @@ def tokenize_conversation(messages: Sequence[dict], tokenizer, template: Templat
             raise ValueError(f'{what} leaves no trainable label')
     prompt = ''.join(seg.text for seg in segments)
     return dict(input_ids=ids, labels=labels, prompt=prompt)
+
+
+def answer_token_ids(answers: Sequence[str], tokenizer,
+                     template: TemplateType) -> List[List[int]]:
+    """Each answer's ids as the assistant's reply (its end token included), as training makes
+    them: the ids closed-set ranking scores (:meth:`mmllava.models.Llava.score_answers`).
+
+    Each answer is tokenized inside a one-turn conversation with ``template`` and its
+    trainable labels are kept, so the ids are exactly those the model learned to produce (and
+    the end token keeps "walking" from being a prefix of "walking backward").
+    """
+    out = []
+    for answer in answers:
+        ids = tokenize_conversation(
+            [dict(role='user', content='?'), dict(role='assistant', content=str(answer))],
+            tokenizer, template)
+        out.append([t for t in ids['labels'] if t != IGNORE_INDEX])
+    return out
 
 
 def stop_token_ids(tokenizer, template: TemplateType) -> List[int]:

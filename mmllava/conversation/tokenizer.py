@@ -356,6 +356,7 @@ def tokenizer_file(path: str) -> str:
     return path
 
 
+@TOKENIZERS.register_module()
 def tokenizer_from_path(path: str) -> TokenizerType:
     """A tokenizer from a file or folder (see :func:`tokenizer_file`)."""
     path = tokenizer_file(path)

@@ -15,6 +15,8 @@ from typing import Mapping, Optional
 import torch
 from transformers import CLIPVisionConfig, LlamaConfig
 
+from mmllava.structures import CLIP_MEAN, CLIP_STD
+
 _VISION_FIELDS = ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads',
                   'image_size', 'patch_size', 'hidden_act', 'layer_norm_eps', 'projection_dim',
                   'num_channels')
@@ -23,8 +25,6 @@ _LLM_FIELDS = ('hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_att
                'attention_bias', 'mlp_bias', 'tie_word_embeddings', 'bos_token_id',
                'eos_token_id', 'pad_token_id')
 # OpenAI CLIP's normalization (the LlavaDataPreprocessor default).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _STRATEGY_TO_HF = {'patch': 'default', 'cls_patch': 'full'}
 _SUPPORTED_LLMS = ('llama', 'llava', 'llava_llama')
 
@@ -196,6 +196,6 @@ def model_cfg_from_arch(arch: Mapping) -> dict:
         vision_encoder=dict(type='HFCLIPVisionEncoder', config=dict(arch['vision']),
                             select_layer=arch['select_layer'],
                             select_feature=arch['select_feature']),
-        projector=dict(type='LLaVAProjector', projector_type=arch['projector_type']),
+        projector=dict(type='LlavaProjector', projector_type=arch['projector_type']),
         llm=dict(type='HFCausalLM', config=dict(arch['llm'])),
         data_preprocessor=pre)

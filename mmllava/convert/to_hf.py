@@ -14,6 +14,7 @@ from mmllava.engine.checkpoint import (
     load_weights,
     save_weights,
 )
+from mmllava.structures import IMAGE_PLACEHOLDER
 
 from .arch import arch_from_mmllava_config
 from .config_writer import tokenizer_path_of
@@ -21,7 +22,7 @@ from .keymaps import mmllava_to_hf
 from .to_mmllava import expected_shapes
 from .tokenizer import load_hf_tokenizer, tokenizer_folder
 
-IMAGE_TOKEN = '<image>'
+IMAGE_TOKEN = IMAGE_PLACEHOLDER  # llava-hf's image token is the placeholder's text
 PAD_TOKEN = '<pad>'
 PAD_MULTIPLE = 64  # llava-hf pads the vocabulary rows to a multiple of 64
 _RESIZE_STEPS = ('CLIPResizeCrop', )

@@ -294,9 +294,9 @@ def _check_buildable(conv: Converted) -> None:
 
 def expected_shapes(model_cfg: dict) -> Dict[str, tuple]:
     """``{key: shape}`` of the LLaVA a ``model`` config builds (built on the meta device)."""
-    import mmllava.models  # noqa: F401  (registers LLaVA)
+    import mmllava.models  # noqa: F401  (registers Llava)
     from mmllava.registry import MODELS
-    cfg = dict(model_cfg, type='LLaVA', tokenizer=None)
+    cfg = dict(model_cfg, type='Llava', tokenizer=None)
     with torch.device('meta'):
         model = MODELS.build(cfg)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}

@@ -8,32 +8,31 @@ from .action_lists import (
     llava_action_sample,
     read_action_list,
 )
-from .benchmarks import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
-from .coco_caption import COCOCaptionDataset
-from .collate import llava_collate
-from .llava_instruct import (
+from .base import (
     PROBLEM_NAMES,
     BaseLlavaDataset,
     InvalidSampleError,
-    LLaVAInstructDataset,
     SkippedSample,
     classify_error,
     labels_fully_masked,
 )
+from .benchmarks import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
+from .coco_caption import COCOCaptionDataset
+from .collate import llava_collate
+from .llava_instruct import LlavaInstructDataset
 from .mocap_actions import CLASS_NAMES as MOCAP_ACTION_CLASSES
-from .mocap_actions import MOCAP_ACTION_QUESTION, render_mocap_actions
+from .mocap_actions import MOCAP_ACTION_QUESTION
 from .samplers import LengthGroupedSampler
-from .synthetic import TinyLLaVADataset, ensure_tiny_llava_data, make_tiny_llava_data
+from .synthetic import TinyLlavaDataset, ensure_tiny_llava_data, make_tiny_llava_data
 from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transform_names
 from .vqav2 import VQAv2Dataset
 
 __all__ = [
-    'BaseLlavaDataset', 'COCOCaptionDataset', 'InvalidSampleError', 'LLaVAInstructDataset',
-    'LengthGroupedSampler', 'PROBLEM_NAMES', 'SkippedSample', 'TinyLLaVADataset',
+    'BaseLlavaDataset', 'COCOCaptionDataset', 'InvalidSampleError', 'LlavaInstructDataset',
+    'LengthGroupedSampler', 'PROBLEM_NAMES', 'SkippedSample', 'TinyLlavaDataset',
     'VQAv2Dataset', 'classify_error', 'ensure_tiny_llava_data', 'labels_fully_masked',
-    'make_tiny_llava_data', 'llava_collate', 'MOCAP_ACTION_CLASSES', 'MOCAP_ACTION_QUESTION',
-    'render_mocap_actions'
+    'make_tiny_llava_data', 'llava_collate', 'MOCAP_ACTION_CLASSES', 'MOCAP_ACTION_QUESTION'
 ] + list(_transform_names)
 __all__ += ['GQADataset', 'POPEDataset', 'ScienceQADataset', 'TextVQADataset']
 __all__ += [

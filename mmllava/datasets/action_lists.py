@@ -9,7 +9,7 @@ skipped)::
 
 and a label map: one class name a line, line ``i`` (counted from 0) naming label ``i``, as
 mmaction2 ships them (``tools/data/ucf101/label_map.txt`` ...), read by
-:func:`mmllava.utils.label_map.read_label_map`: identifier names are asked and answered as
+:func:`mmllava.datasets.label_map.read_label_map`: identifier names are asked and answered as
 words (``ApplyEyeMakeup`` -> ``apply eye makeup``, ``brush_hair`` -> ``brush hair``).
 
 A sample becomes a one-turn conversation: a question (:func:`action_question`), the class name
@@ -23,7 +23,7 @@ Two ways to train on them, giving the same conversations:
 - :class:`ActionListDataset` reads a list and its label map directly (a config points at
   ``ucf101_train_split_1_videos.txt``);
 - ``tools/dataset_converters/action_to_llava.py`` writes LLaVA instruction JSON
-  (:func:`llava_action_sample`) for :class:`~mmllava.datasets.LLaVAInstructDataset`.
+  (:func:`llava_action_sample`) for :class:`~mmllava.datasets.LlavaInstructDataset`.
 
 Bad input raises a ``ValueError`` naming the list file and line (``train_list.txt:17: label
 40 is outside the label map label_map.txt (30 classes)``): a line with the wrong number of
@@ -34,8 +34,8 @@ import os.path as osp
 from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 from mmllava.conversation import from_llava_conversations
+from mmllava.datasets.label_map import read_label_map
 from mmllava.registry import DATASETS
-from mmllava.utils.label_map import read_label_map
 
 from .invalid_samples import LlavaCompose
 from .llava_instruct import (
@@ -216,7 +216,7 @@ class ActionListDataset(BaseLlavaDataset):
     """An mmaction2 video, rawframe or image list with its label map, as conversations.
 
     No conversion step: a config points at the list mmaction2's data tools write. Each sample
-    given to the pipeline holds (as :class:`~mmllava.datasets.LLaVAInstructDataset`'s, plus
+    given to the pipeline holds (as :class:`~mmllava.datasets.LlavaInstructDataset`'s, plus
     the clip keys :class:`~mmllava.datasets.transforms.LoadVisuals` reads):
 
     - ``sample_id``: the path without its extension (:func:`sample_id_of`).
@@ -224,6 +224,8 @@ class ActionListDataset(BaseLlavaDataset):
     - ``videos`` (videos, rawframes) or ``images`` (images): one path, joined with
       ``img_prefix``; ``total_frames``: the list's frame count (rawframes) or None.
     - ``gt_label``: the label (for :class:`~mmllava.evaluation.ActionAccuracy`).
+    - ``answer_candidates`` (test mode, with ``rank_classes``): the class names, which
+      ``TokenizeConversation`` turns into the ids the model ranks (``pred_scores``).
     - ``list_file`` and ``list_line``: where the sample was read. Errors in the pipeline (an
       unreadable video, a rawframe folder with fewer frames than its line says) start with
       ``list_file:list_line``.
@@ -233,13 +235,13 @@ class ActionListDataset(BaseLlavaDataset):
     or label map) always raise; missing files (and, for rawframes, a folder without its last
     frame) are invalid samples: in training they raise at init, or are skipped with
     ``skip_invalid``; in test mode they, and clips that cannot be decoded, are scored as misses
-    (see :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset`), or raise with
+    (see :class:`~mmllava.datasets.base.BaseLlavaDataset`), or raise with
     ``fail_on_invalid=True``.
 
     Args:
         ann_file (str): The list, relative to ``data_root`` unless absolute.
         label_map (str | Sequence[str]): The label map file (relative to ``data_root`` unless
-            absolute; its names as words, :func:`~mmllava.utils.label_map.read_label_map`), or
+            absolute; its names as words, :func:`~mmllava.datasets.label_map.read_label_map`), or
             the class names (taken as given).
         list_format (str): ``'videos'``, ``'rawframes'`` or ``'images'``.
         data_root (str): Root of ``ann_file``, ``label_map`` and ``img_prefix``.
@@ -252,6 +254,8 @@ class ActionListDataset(BaseLlavaDataset):
             mode they are scored as misses unless this is set).
         check_images (bool): Check at init that every file exists; for rawframes, that each
             folder holds the last frame its line counts (``img_{total_frames:05}.jpg``).
+        rank_classes (bool): In test mode, give every sample the classes as answer candidates
+            to rank by likelihood (top-k needs them). Defaults to True.
         filter_cfg (dict, optional): mmengine's filter: ``dict(classes=[names])`` keeps the
             samples of those classes only (labels stay those of the whole label map), e.g. to
             oversample hard classes with ``ConcatDataset`` and ``RepeatDataset``.
@@ -262,7 +266,7 @@ class ActionListDataset(BaseLlavaDataset):
                  list_format: str = 'videos', data_root: str = '', img_prefix: str = '',
                  question_mode: str = 'closed', question: Optional[str] = None,
                  pipeline: Sequence[Union[dict, Callable]] = (), skip_invalid: bool = False,
-                 check_images: bool = True, **kwargs):
+                 check_images: bool = True, rank_classes: bool = True, **kwargs):
         if list_format not in LIST_FORMATS:
             raise ValueError(f'list_format must be one of {LIST_FORMATS}, got {list_format!r}')
         self.list_format = list_format
@@ -277,6 +281,7 @@ class ActionListDataset(BaseLlavaDataset):
             if not self.class_names:
                 raise ValueError('ActionListDataset: the label map is empty')
         self.question_mode = question_mode
+        self.rank_classes = rank_classes
         self.question = action_question(self.class_names, question_mode, question)
         super().__init__(ann_file=ann_file, data_root=data_root, img_prefix=img_prefix,
                          pipeline=pipeline, skip_invalid=skip_invalid,
@@ -344,6 +349,8 @@ class ActionListDataset(BaseLlavaDataset):
                                             training=not self.test_mode)
         info = dict(sample_id=record['id'], messages=messages, gt_label=record['label'],
                     list_file=self.ann_file, list_line=record['list_line'])
+        if self.test_mode and self.rank_classes:
+            info['answer_candidates'] = self.class_names
         if self.list_format == 'images':
             info.update(images=[self.image_path(record['image'])], videos=[])
         else:

@@ -2,12 +2,13 @@
 
 Each dataset gives test-mode samples (the question turn only) with the fields the metrics read:
 ``question_id``, ``gt_answer`` and, per benchmark, ``choices`` (ScienceQA) or ``category``
-(POPE). The ground truth is read by the same functions that score prediction files offline
-(:mod:`mmllava.evaluation.offline`), so a run and an offline scoring agree on what is true. A
-malformed annotation file raises :class:`~mmllava.evaluation.offline.AnnotationError` naming
-the file and the record; a missing or unreadable image is scored as a miss (or raises with
-``fail_on_invalid=True``; with ``skip_invalid`` a missing one is left out and counted) as in
-:class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset`.
+(POPE). The ground truth is read by :mod:`mmllava.datasets.annotations`, the readers that
+score prediction files offline (:mod:`mmllava.evaluation.offline`) too, so a run and an offline
+scoring agree on what is true. A malformed annotation file raises
+:class:`~mmllava.datasets.annotations.AnnotationError` naming the file and the record; a
+missing or unreadable image is scored as a miss (or raises with ``fail_on_invalid=True``;
+with ``skip_invalid`` a missing one is left out and counted) as in
+:class:`~mmllava.datasets.base.BaseLlavaDataset`.
 
 Prompts are LLaVA-1.5's (``llava/eval/model_vqa_loader.py`` and ``model_vqa_science.py`` with
 the released question files): ``"<image>\\n{question}\\n{instruction}"``.
@@ -16,8 +17,18 @@ import os.path as osp
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
 from mmllava.registry import DATASETS
+from mmllava.structures import IMAGE_PLACEHOLDER
 
-from .llava_instruct import IMAGE_PLACEHOLDER, MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
+from .annotations import (
+    AnnotationError,
+    pope_split,
+    read_gqa,
+    read_json_or_lines,
+    read_multiple_choice,
+    read_pope,
+    read_vqa,
+)
+from .base import MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
 from .vqav2 import SHORT_ANSWER_PROMPT
 
 # LLaVA-1.5's multiple-choice instruction (model_vqa_science.py --single-pred-prompt).
@@ -26,7 +37,6 @@ OPTION_LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'
 
 
 def _malformed(path: str, what: str):
-    from mmllava.evaluation.offline import AnnotationError
     raise AnnotationError(f'{path}: {what}')
 
 
@@ -63,7 +73,7 @@ class _QuestionDataset(BaseLlavaDataset):
             path = record['path']
             record['modality_length'] = max(1, len(self.text(record).split()))
             if path is None:
-                record['modality_length'] *= -1  # text-only, as LLaVAInstructDataset
+                record['modality_length'] *= -1  # text-only, as LlavaInstructDataset
             if self.check_images and path is not None:
                 if path not in exists:
                     exists[path] = osp.exists(path)
@@ -125,7 +135,7 @@ class ScienceQADataset(_QuestionDataset):
         data_root (str): Root of the files and ``img_prefix``.
         img_prefix (str): The split's image folder, e.g. ``'images/test'``.
         prompt_suffix (str): The instruction after the options (``''`` for none).
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
     extra_fields = ('choices', 'category')
 
@@ -144,7 +154,6 @@ class ScienceQADataset(_QuestionDataset):
 
     def read_questions(self) -> List[dict]:
         """The problems of the split (with an image when ``image_only``)."""
-        from mmllava.evaluation.offline import read_multiple_choice
         answers, _ = read_multiple_choice(self.ann_file)  # checks answer and choices
         problems = self._read_json(self.ann_file)
         splits = self._read_json(self.split_file)
@@ -204,7 +213,7 @@ class POPEDataset(_QuestionDataset):
         data_root (str): Root of the files and ``img_prefix``.
         img_prefix (str): The COCO ``val2014`` folder.
         prompt_suffix (str): The instruction after the question (``''`` for none).
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
     extra_fields = ('category', )
 
@@ -223,13 +232,12 @@ class POPEDataset(_QuestionDataset):
 
     def read_questions(self) -> List[dict]:
         """The questions of every file, their split from the file name."""
-        from mmllava.evaluation.offline import _pope_split, read_json_or_lines, read_pope
         records = []
         for path in self.ann_files:
             if not osp.isfile(path):
                 raise FileNotFoundError(f'POPEDataset: annotation file not found: {path!r}')
             labels, _ = read_pope([path])  # checks question_id, label, unique ids
-            split = _pope_split(path)
+            split = pope_split(path)
             for n, row in enumerate(read_json_or_lines(path), 1):
                 if not isinstance(row.get('text'), str) or not isinstance(row.get('image'), str):
                     _malformed(path, f'line {n} (question {row["question_id"]!r}) needs '
@@ -262,7 +270,7 @@ class GQADataset(_QuestionDataset):
         img_prefix (str): The GQA ``images`` folder.
         img_name_format (str): An image's file name, formatted with ``image_id``.
         prompt_suffix (str): The instruction after the question (``''`` for none).
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
 
     def __init__(self, ann_file: str, img_name_format: str = '{image_id}.jpg', **kwargs):
@@ -271,7 +279,6 @@ class GQADataset(_QuestionDataset):
 
     def read_questions(self) -> List[dict]:
         """One record per question of the file."""
-        from mmllava.evaluation.offline import read_gqa
         answers, _ = read_gqa(self.ann_file)  # checks the answers
         records = []
         for qid, q in self._read_json(self.ann_file).items():
@@ -341,7 +348,7 @@ class TextVQADataset(_QuestionDataset):
         img_prefix (str): The image folder.
         img_name_format (str): An image's file name, formatted with ``image_id``.
         prompt_suffix (str): The instruction after the question (``''`` for none).
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
 
     def __init__(self, ann_file: str, ocr_file: str = TEXTVQA_OCR_FILE, with_ocr: bool = True,
@@ -376,7 +383,6 @@ class TextVQADataset(_QuestionDataset):
 
     def read_questions(self) -> List[dict]:
         """One record per question of the file."""
-        from mmllava.evaluation.offline import read_vqa
         answers, _ = read_vqa(self.ann_file)  # checks question_id and answers
         data = self._read_json(self.ann_file)
         if 'data' not in data:

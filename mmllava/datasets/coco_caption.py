@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Callable, Sequence, Union
 
 from mmllava.registry import DATASETS
+from mmllava.structures import IMAGE_PLACEHOLDER
 
-from .llava_instruct import MALFORMED, MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
+from .base import MALFORMED, MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
 
 # The LLaVA-1.5 short caption prompt (as configs/llava/llava-7b-v1.5_caption.py).
 CAPTION_PROMPT = '<image>\nProvide a one-sentence caption for the provided image.'
@@ -49,14 +50,14 @@ class COCOCaptionDataset(BaseLlavaDataset):
         img_prefix (str): The folder the ``image`` paths are relative to (the COCO root).
         prompt (str): The human turn; holds ``<image>``.
         pipeline (Sequence): Transforms.
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments
             (``skip_invalid``, ``check_images``, ``test_mode`` ...).
     """
 
     def __init__(self, ann_file: str, data_root: str = '', img_prefix: str = '',
                  prompt: str = CAPTION_PROMPT,
                  pipeline: Sequence[Union[dict, Callable]] = (), **kwargs):
-        if '<image>' not in prompt:
+        if IMAGE_PLACEHOLDER not in prompt:
             raise ValueError(f'The caption prompt must hold <image>, got {prompt!r}')
         self.prompt = prompt
         super().__init__(ann_file=ann_file, data_root=data_root, img_prefix=img_prefix,

@@ -5,7 +5,7 @@ undecodable clips). In test mode a sample whose visual is missing, empty, trunca
 undecodable does not stop the run: the dataset returns a *stub* instead, the sample packed
 by the pipeline's own :class:`~mmllava.datasets.transforms.PackLlavaInputs` with one token id,
 no visual, the sample's metainfo and ground truth, and metainfo ``invalid_sample`` = a one-line
-reason naming the file. The model answers nothing for such a row (``LLaVA.predict``), every
+reason naming the file. The model answers nothing for such a row (``Llava.predict``), every
 metric counts it as a miss and reports ``{prefix}/num_invalid``, and ``tools/test.py`` lists
 them in ``WORK_DIR/invalid_samples.txt``. ``fail_on_invalid=True`` (a dataset argument) makes
 the first such sample raise instead, with the error naming the file and the reason.
@@ -20,12 +20,11 @@ from typing import Any, Optional
 from mmengine.dataset import Compose
 
 from .transforms.formatting import PackLlavaInputs
-from .transforms.loading import LoadImages
 from .transforms.video import LoadVisuals
 
 INVALID_SAMPLE = 'invalid_sample'  # the metainfo key of a miss: its reason
 # Transforms whose ValueError / OSError means "this sample's visual cannot be read".
-VISUAL_LOADERS = (LoadImages, LoadVisuals)
+VISUAL_LOADERS = (LoadVisuals, )  # LoadImages and LoadVideo included
 # Token id of a stub (never run: the model skips invalid rows).
 STUB_TOKEN_ID = 0
 

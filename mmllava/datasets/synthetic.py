@@ -14,9 +14,9 @@ make_tiny_llava_data.py``)::
     DIR/finetune.json   instruction-style LLaVA JSON: multi-turn Q&A about one image, a few
                         text-only and a few two-image samples
 
-Why a dataset that renders on first use (:class:`TinyLLaVADataset`) rather than a generation
+Why a dataset that renders on first use (:class:`TinyLlavaDataset`) rather than a generation
 flag: the tiny configs then work from a clean checkout with nothing to run first, and any other
-``data_root`` (or a complete one) is read exactly as :class:`LLaVAInstructDataset` reads it.
+``data_root`` (or a complete one) is read exactly as :class:`LlavaInstructDataset` reads it.
 """
 import json
 import os
@@ -31,7 +31,7 @@ from PIL import Image, ImageDraw
 
 from mmllava.registry import DATASETS
 
-from .llava_instruct import LLaVAInstructDataset
+from .llava_instruct import LlavaInstructDataset
 
 IMAGE_SIZE = 56
 BACKGROUND = (235, 235, 235)
@@ -208,12 +208,12 @@ def ensure_tiny_llava_data(data_root: str, num: int = 200, seed: int = 0) -> boo
 
 
 @DATASETS.register_module()
-class TinyLLaVADataset(LLaVAInstructDataset):
+class TinyLlavaDataset(LlavaInstructDataset):
     """The tiny rendered data; rendered into ``data_root`` on first use.
 
     When ``data_root`` does not exist it is rendered there (:func:`make_tiny_llava_data`,
     with a log line); otherwise nothing is written. Then it is exactly
-    :class:`LLaVAInstructDataset` over ``{data_root}/{split}.json`` with images in
+    :class:`LlavaInstructDataset` over ``{data_root}/{split}.json`` with images in
     ``{data_root}/images``.
 
     Args:
@@ -225,7 +225,7 @@ class TinyLLaVADataset(LLaVAInstructDataset):
         seed (int): Rendering seed.
         render_if_missing (bool): Render into a missing ``data_root``; ``False`` makes a
             missing folder an error (e.g. when pointing the config at real data).
-        **kwargs: :class:`LLaVAInstructDataset` arguments (``pipeline``, ``skip_invalid``
+        **kwargs: :class:`LlavaInstructDataset` arguments (``pipeline``, ``skip_invalid``
             ...).
     """
 

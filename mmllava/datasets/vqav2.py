@@ -5,7 +5,7 @@ from typing import Callable, List, Sequence, Union
 
 from mmllava.registry import DATASETS
 
-from .llava_instruct import MALFORMED, MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
+from .base import MALFORMED, MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
 
 # LLaVA-1.5's short-answer instruction (its VQAv2 training and evaluation prompts).
 SHORT_ANSWER_PROMPT = 'Answer the question using a single word or phrase.'
@@ -47,7 +47,7 @@ class VQAv2Dataset(BaseLlavaDataset):
         img_name_format (str): File name of an image in ``img_prefix``.
         prompt_suffix (str): Appended to the question on its own line (``''`` for none).
         pipeline (Sequence): Transforms.
-        **kwargs: Other :class:`~mmllava.datasets.llava_instruct.BaseLlavaDataset` arguments.
+        **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
 
     def __init__(self, question_file: str, ann_file: str = '', data_root: str = '',

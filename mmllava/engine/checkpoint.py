@@ -8,7 +8,7 @@ import json
 import os
 import os.path as osp
 import pickle
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -342,7 +342,7 @@ def load_model_weights(model: nn.Module,
     """Load weights into a model, strictly by default.
 
     Args:
-        model (nn.Module): The model (e.g. a built ``LLaVA``).
+        model (nn.Module): The model (e.g. a built ``Llava``).
         weights (str | PathLike | Mapping): A path for :func:`load_weights`, or a state dict.
         strict (bool): Raise on any missing key, unexpected key or shape mismatch, before
             anything is loaded. With False, load the keys whose shapes match and return the
@@ -367,3 +367,107 @@ def load_model_weights(model: nn.Module,
     loadable = {k: v for k, v in state_dict.items() if k in expected and k not in bad}
     model.load_state_dict(loadable, strict=strict)
     return result
+
+
+def load_partial_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
+                         source: str = 'the weights',
+                         require_trainable: bool = False) -> List[str]:
+    """Load weights that may cover only part of the model.
+
+    Args:
+        model (nn.Module): The (unwrapped) model.
+        state_dict (Mapping): The tensors.
+        source (str): Named in errors.
+        require_trainable (bool): Every trainable parameter must be given (resume: the
+            checkpoint holds at least what trained).
+
+    Returns:
+        list[str]: The model keys the weights did not give.
+
+    Raises:
+        StateDictMismatchError: Keys the model does not have, wrong shapes, or (with
+            ``require_trainable``) trainable parameters missing.
+    """
+    from mmllava.models.peft import to_lora_keys
+    # Base-layout weights (e.g. the pretrained LLM) load into a LoRA-wrapped LLM too.
+    state_dict = to_lora_keys(model, drop_silent_keys(state_dict))
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected, mismatched = compare_state_dict(expected, state_dict)
+    bad_missing = []
+    if require_trainable:
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        bad_missing = [k for k in missing if k in trainable]
+    if unexpected or mismatched or bad_missing:
+        raise StateDictMismatchError(bad_missing, unexpected, mismatched, source=source)
+    model.load_state_dict(dict(state_dict), strict=False)
+    return missing
+
+
+def summarize_missing(model: nn.Module, missing: Sequence[str]) -> str:
+    """What keeping ``missing`` at their initialization means: frozen or trainable, counted."""
+    params = dict(model.named_parameters())
+    frozen = [k for k in missing if k in params and not params[k].requires_grad]
+    trainable = [k for k in missing if k in params and params[k].requires_grad]
+    parts = []
+    if frozen:
+        parts.append(f'{len(frozen)} FROZEN parameters keep their random initialization '
+                     f'(e.g. {frozen[:3]}): fine for toy runs, a mistake for real ones')
+    if trainable:
+        parts.append(f'{len(trainable)} trainable parameters start from their '
+                     f'initialization (e.g. {trainable[:3]})')
+    return '; '.join(parts)
+
+
+def load_partial_files(model: nn.Module, paths: Sequence[PathLike], progress: bool = False,
+                       log=None, loaded: Optional[Mapping[str, StateDict]] = None) -> List[str]:
+    """Load weight files in order into ``model``, each covering part of it (later files win).
+
+    Args:
+        model (nn.Module): The (unwrapped) model.
+        paths: The files (or folders), e.g. a converted base, then a stage's trainable weights.
+        progress (bool): Show a progress bar while reading.
+        log (callable, optional): Told ``Loaded N tensors from PATH`` per file.
+        loaded (Mapping, optional): Tensors already read, by path (not read again).
+
+    Returns:
+        list[str]: The model keys no file gave.
+
+    Raises:
+        StateDictMismatchError: A file's keys the model lacks or of the wrong shape.
+    """
+    given = set()
+    for path in paths:
+        state = (loaded or {}).get(str(path))
+        if state is None:
+            state = load_weights(path, progress=progress)
+        missing = load_partial_weights(model, state, source=str(path))
+        given |= set(model.state_dict()) - set(missing)
+        if log is not None:
+            log(f'Loaded {len(state)} tensors from {path}')
+    return [k for k in model.state_dict() if k not in given]
+
+
+def load_over_bases(model: nn.Module, weights: PathLike, bases=None) -> None:
+    """Load ``weights`` strictly, or on top of ``bases`` (a config's ``load_base``).
+
+    The one rule trained weights are loaded by for inference and testing. A training stage's
+    checkpoints hold only what trained (projector, adapters); ``load_base`` names the rest.
+    Together they must cover every parameter, or nothing loads silently: the uncovered keys
+    are named. A complete checkpoint (every parameter, e.g. a from-scratch model whose config
+    names its previous stage as ``load_base``) needs no base and loads strictly.
+
+    Raises:
+        StateDictMismatchError: Keys left uncovered, unknown or of the wrong shape.
+    """
+    if not bases:
+        load_model_weights(model, weights, strict=True)
+        return
+    state = load_weights(weights)
+    if set(model.state_dict()) <= set(state):
+        load_model_weights(model, state, strict=True)
+        return
+    files = [bases] if isinstance(bases, (str, os.PathLike)) else list(bases)
+    uncovered = load_partial_files(model, files + [weights], loaded={str(weights): state})
+    if uncovered:
+        raise StateDictMismatchError(sorted(uncovered), [], [],
+                                     source=f'{weights} together with load_base {files}')

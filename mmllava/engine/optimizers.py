@@ -21,7 +21,7 @@ def _no_decay(name: str, param: nn.Parameter, module: Optional[nn.Module]) -> bo
 
 
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
-class LLaVAOptimWrapperConstructor(DefaultOptimWrapperConstructor):
+class LlavaOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Parameter groups as the original LLaVA trainer builds them.
 
     Four groups at most: {projector, rest} x {decay, no decay}. Biases and norm weights get
@@ -34,7 +34,7 @@ class LLaVAOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper = dict(
             type='OptimWrapper',
             optimizer=dict(type='AdamW', lr=2e-4, weight_decay=0.),
-            constructor='LLaVAOptimWrapperConstructor',
+            constructor='LlavaOptimWrapperConstructor',
             paramwise_cfg=dict(projector_lr=2e-5))
 
     ``paramwise_cfg`` keys: ``projector_lr`` (float, optional), ``projector_prefix``
@@ -47,7 +47,7 @@ class LLaVAOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.projector_prefix = paramwise_cfg.pop('projector_prefix', 'projector.')
         self.no_decay_on_bias_and_norm = paramwise_cfg.pop('no_decay_on_bias_and_norm', True)
         if paramwise_cfg:
-            raise ValueError(f'Unknown paramwise_cfg keys for LLaVAOptimWrapperConstructor: '
+            raise ValueError(f'Unknown paramwise_cfg keys for LlavaOptimWrapperConstructor: '
                              f'{sorted(paramwise_cfg)}')
         super().__init__(optim_wrapper_cfg, None)
 

@@ -14,25 +14,24 @@ Three ways weights enter a training run, in this order:
    run wrote its work_dir itself. Anything else is refused with the reason (torch >= 2.6 loads
    with ``weights_only=True``, which mmengine's checkpoints do not pass).
 """
-import copy
 import os
 import os.path as osp
-from contextlib import contextmanager
-from typing import Callable, List, Mapping, Sequence, Union
+from typing import Callable, Sequence, Union
 
 import torch
-from mmengine.config import Config
 from mmengine.model import is_model_wrapper
 from mmengine.runner import FlexibleRunner, Runner
 from torch import nn
 
+from mmllava.utils.compat import cache_pretty_text, trusted_torch_load
+
 from .checkpoint import (
-    StateDictMismatchError,
     UnsafeCheckpointError,
     align_vocab_rows,
-    compare_state_dict,
-    drop_silent_keys,
+    load_partial_files,
+    load_partial_weights,
     load_weights,
+    summarize_missing,
 )
 
 
@@ -66,107 +65,13 @@ def check_resume_path(filename: str, work_dir: str) -> str:
     return filename
 
 
-@contextmanager
-def trusted_torch_load(filename: str):
-    """Let ``torch.load`` unpickle ``filename`` (and only it) within the context.
-
-    mmengine calls ``torch.load(path, map_location=...)``, which defaults to
-    ``weights_only=True`` since torch 2.6 and then rejects its own checkpoints (they hold
-    message-hub objects). Calls for any other file are passed through untouched.
-    """
-    original = torch.load
-    target = osp.realpath(filename)
-
-    def load(f, *args, **kwargs):
-        if isinstance(f, (str, os.PathLike)) and osp.realpath(f) == target:
-            kwargs['weights_only'] = False
-        return original(f, *args, **kwargs)
-
-    torch.load = load
-    try:
-        yield
-    finally:
-        torch.load = original
-
-
-def load_partial_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
-                         source: str = 'the weights',
-                         require_trainable: bool = False) -> List[str]:
-    """Load weights that may cover only part of the model.
-
-    Args:
-        model (nn.Module): The (unwrapped) model.
-        state_dict (Mapping): The tensors.
-        source (str): Named in errors.
-        require_trainable (bool): Every trainable parameter must be given (resume: the
-            checkpoint holds at least what trained).
-
-    Returns:
-        list[str]: The model keys the weights did not give.
-
-    Raises:
-        StateDictMismatchError: Keys the model does not have, wrong shapes, or (with
-            ``require_trainable``) trainable parameters missing.
-    """
-    from mmllava.models.peft import to_lora_keys
-    # Base-layout weights (e.g. the pretrained LLM) load into a LoRA-wrapped LLM too.
-    state_dict = to_lora_keys(model, drop_silent_keys(state_dict))
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing, unexpected, mismatched = compare_state_dict(expected, state_dict)
-    bad_missing = []
-    if require_trainable:
-        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-        bad_missing = [k for k in missing if k in trainable]
-    if unexpected or mismatched or bad_missing:
-        raise StateDictMismatchError(bad_missing, unexpected, mismatched, source=source)
-    model.load_state_dict(dict(state_dict), strict=False)
-    return missing
-
-
-def _summarize_missing(model: nn.Module, missing: Sequence[str]) -> str:
-    params = dict(model.named_parameters())
-    frozen = [k for k in missing if k in params and not params[k].requires_grad]
-    trainable = [k for k in missing if k in params and params[k].requires_grad]
-    parts = []
-    if frozen:
-        parts.append(f'{len(frozen)} FROZEN parameters keep their random initialization '
-                     f'(e.g. {frozen[:3]}): fine for toy runs, a mistake for real ones')
-    if trainable:
-        parts.append(f'{len(trainable)} trainable parameters start from their '
-                     f'initialization (e.g. {trainable[:3]})')
-    return '; '.join(parts)
-
-
-class _CachedTextConfig(Config):
-    """A Config whose ``pretty_text`` is formatted once.
-
-    mmengine formats the whole config with yapf (~2 s for ours) when it logs the environment,
-    dumps the config and at every checkpoint save; the runner never changes its config.
-    """
-
-    @property
-    def pretty_text(self) -> str:
-        text = self.__dict__.get('_pretty_text_cache')
-        if text is None:
-            text = Config.pretty_text.fget(self)
-            object.__setattr__(self, '_pretty_text_cache', text)
-        return text
-
-
-def _cached(cfg):
-    if isinstance(cfg, Config) and not isinstance(cfg, _CachedTextConfig):
-        cfg = copy.deepcopy(cfg)
-        object.__setattr__(cfg, '__class__', _CachedTextConfig)
-    return cfg
-
-
-class _LLaVARunnerMixin:
+class _LlavaRunnerMixin:
     """Weight loading shared by our Runner and FlexibleRunner."""
 
     @classmethod
     def from_cfg(cls, cfg):
         """mmengine's ``from_cfg``, with the config's text formatted once."""
-        return super().from_cfg(_cached(cfg))
+        return super().from_cfg(cache_pretty_text(cfg))
 
     def _unwrapped(self) -> nn.Module:
         return self.model.module if is_model_wrapper(self.model) else self.model
@@ -180,14 +85,8 @@ class _LLaVARunnerMixin:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         model = self._unwrapped()
-        given = set()
-        for path in paths:
-            state = load_weights(path, progress=True)
-            missing = load_partial_weights(model, state, source=str(path))
-            given |= set(model.state_dict()) - set(missing)
-            self.logger.info(f'Loaded {len(state)} base tensors from {path}')
-        missing = [k for k in model.state_dict() if k not in given]
-        summary = _summarize_missing(model, missing)
+        missing = load_partial_files(model, paths, progress=True, log=self.logger.info)
+        summary = summarize_missing(model, missing)
         if summary:
             self.logger.warning(f'load_base: {summary}')
 
@@ -204,12 +103,12 @@ class _LLaVARunnerMixin:
                 f'its own --work-dir.\n{e}') from e
         model = self._unwrapped()
         missing = load_partial_weights(model, state, source=filename)
-        summary = _summarize_missing(model, missing)
+        summary = summarize_missing(model, missing)
         self.logger.info(f'Load weights from {filename}' + (f' ({summary})' if summary else ''))
         return dict(state_dict=state, meta={})
 
 
-class LLaVARunner(_LLaVARunnerMixin, Runner):
+class LlavaRunner(_LlavaRunnerMixin, Runner):
     """mmengine ``Runner`` with ``load_base``, safe ``load_from`` and work_dir-only resume.
 
     Also trains with DDP on CPUs (gloo): mmengine passes ``device_ids=[LOCAL_RANK]`` to DDP,
@@ -264,7 +163,7 @@ class LLaVARunner(_LLaVARunnerMixin, Runner):
         return checkpoint
 
 
-class LLaVAFlexibleRunner(_LLaVARunnerMixin, FlexibleRunner):
+class LlavaFlexibleRunner(_LlavaRunnerMixin, FlexibleRunner):
     """mmengine ``FlexibleRunner`` (FSDP, DeepSpeed strategies) with work_dir-only resume.
 
     ``load_base`` is not applied here: strategies shard the model when they prepare it, so give
@@ -281,7 +180,7 @@ class LLaVAFlexibleRunner(_LLaVARunnerMixin, FlexibleRunner):
 
 
 def build_runner(cfg) -> Runner:
-    """``LLaVAFlexibleRunner`` when the config names a ``strategy``, else ``LLaVARunner``.
+    """``LlavaFlexibleRunner`` when the config names a ``strategy``, else ``LlavaRunner``.
 
     The LLM is given the vocabulary rows of the ``load_base`` weights first (a llava-hf or an
     original conversion: :func:`~mmllava.engine.checkpoint.align_vocab_rows`).
@@ -289,11 +188,11 @@ def build_runner(cfg) -> Runner:
     if cfg.get('model') is not None and cfg.get('load_base'):
         align_vocab_rows(cfg.model, cfg.load_base)
     if cfg.get('strategy') is not None:
-        return LLaVAFlexibleRunner.from_cfg(cfg)
-    return LLaVARunner.from_cfg(cfg)
+        return LlavaFlexibleRunner.from_cfg(cfg)
+    return LlavaRunner.from_cfg(cfg)
 
 
 __all__ = [
-    'LLaVAFlexibleRunner', 'LLaVARunner', 'ResumeOutsideWorkDirError', 'build_runner',
-    'check_resume_path', 'load_partial_weights', 'trusted_torch_load'
+    'LlavaFlexibleRunner', 'LlavaRunner', 'ResumeOutsideWorkDirError', 'build_runner',
+    'check_resume_path', 'trusted_torch_load'
 ]

@@ -158,7 +158,7 @@ class EvaluateChatHook(Hook):
             answer = out.get('pred_answer', out.get('pred_caption'))
             question = str(out.metainfo.get('prompt', ''))[-80:].replace('\n', ' ')
             line = f'  {out.metainfo.get("sample_id")!r}: ...{question} -> {answer!r}'
-            names = getattr(model, 'class_names', None)
+            names = out.metainfo.get('answer_candidates')
             if 'pred_label' in out and names:
                 line += f' (ranked first: {names[int(out.pred_label)]!r})'
             if 'gt_label' in out and names:

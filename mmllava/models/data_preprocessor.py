@@ -4,9 +4,8 @@ from typing import Optional, Sequence
 import torch
 from mmengine.model import BaseDataPreprocessor
 
-from mmllava.conversation import IGNORE_INDEX
-from mmllava.datasets.transforms.processing import CLIP_MEAN, CLIP_STD, normalize_pixels
 from mmllava.registry import MODELS
+from mmllava.structures import CLIP_MEAN, CLIP_STD, IGNORE_INDEX
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor], value: int, side: str) -> torch.Tensor:
@@ -19,6 +18,28 @@ def pad_sequences(seqs: Sequence[torch.Tensor], value: int, side: str) -> torch.
         else:
             out[i, :len(s)] = s
     return out
+
+
+
+def normalize_pixels(images: torch.Tensor, mean: Sequence[float] = CLIP_MEAN,
+                     std: Sequence[float] = CLIP_STD) -> torch.Tensor:
+    """Normalize uint8 images as transformers' CLIP processor: ``(x / 255 - mean) / std``.
+
+    Computed in float32 in that order. ``x / 255`` in float32 equals transformers'
+    ``float32(float64(x) * (1 / 255))`` for every byte value; ``x * (1 / 255)`` in float32 does
+    not (it is one ulp off for about half of them).
+
+    Args:
+        images (Tensor): uint8 images, (..., 3, H, W), e.g. (N, 3, H, W).
+        mean (Sequence[float] | Tensor): per-channel mean in [0, 1].
+        std (Sequence[float] | Tensor): per-channel std in [0, 1].
+
+    Returns:
+        Tensor: float32 tensor of the same shape, on the images' device.
+    """
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
+    return (images.to(torch.float32) / 255 - mean) / std
 
 
 @MODELS.register_module()

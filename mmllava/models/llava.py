@@ -1,40 +1,20 @@
 """LLaVA: vision encoder -> projector -> LLM, with placeholder scatter."""
 import inspect
+import os
 import warnings
-from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModel
 from torch import nn
 
-from mmllava.conversation import IGNORE_INDEX, IMAGE_TOKEN_INDEX, build_tokenizer
-from mmllava.registry import MODELS
-from mmllava.utils.label_map import read_label_map
+from mmllava.registry import MODELS, TOKENIZERS
+from mmllava.structures import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from .ranking import RANKINGS, score_candidates
 from .video import build_frame_pooling, frame_position_embedding
 
 _TASK_FIELDS = {'caption': 'pred_caption'}
-
-
-def _read_class_names(class_names) -> Optional[List[str]]:
-    """Class names from a list (as given) or a label map file (its names as words, read as the
-    datasets and the metric read it: :func:`mmllava.utils.label_map.read_label_map`)."""
-    if class_names is None:
-        return None
-    if isinstance(class_names, (str, Path)):
-        path = Path(class_names)
-        if not path.is_file():
-            raise FileNotFoundError(f'class_names: label map file {path} does not exist')
-        names = read_label_map(str(path))
-    else:
-        names = [str(n) for n in class_names]
-    if not names:
-        raise ValueError('class_names is empty')
-    if len(set(names)) != len(names):
-        raise ValueError(f'class_names has duplicates: {names}')
-    return names
 
 
 def _select_rows(inputs: dict, rows: List[int]) -> dict:
@@ -55,7 +35,7 @@ def _select_rows(inputs: dict, rows: List[int]) -> dict:
 
 
 @MODELS.register_module()
-class LLaVA(BaseModel):
+class Llava(BaseModel):
     """LLaVA (Large Language and Vision Assistant).
 
     Token ids arrive with every ``<image>`` already expanded to ``num_image_tokens`` copies of
@@ -65,7 +45,7 @@ class LLaVA(BaseModel):
 
     Args:
         vision_encoder (dict): A vision encoder config (e.g. ``HFCLIPVisionEncoder``).
-        projector (dict): A projector config (``LLaVAProjector``); ``in_channels`` and
+        projector (dict): A projector config (``LlavaProjector``); ``in_channels`` and
             ``out_channels`` default to the encoder's and LLM's widths.
         llm (dict): An LLM config (``HFCausalLM``).
         tokenizer (dict | str, optional): Used only to decode generated ids to text.
@@ -93,13 +73,6 @@ class LLaVA(BaseModel):
             embedding scale) when finetuning on clips to tag each frame's tokens with its
             index. The temporal means of ``'spatial_temporal'`` stay order-blind either way
             (the mean of added positions is a constant).
-        class_names (list[str] | str, optional): A closed set of answers (or a label map file,
-            one class a line, its names as words: ``brush_hair`` is ranked as ``brush hair``).
-            ``predict`` then also ranks them by their likelihood as the answer
-            (:meth:`score_answers`) into ``pred_scores`` (softmax over the classes) and
-            ``pred_label``. Action models set it.
-        answer_template (str): The conversation template the class names are tokenized with
-            as answers (the one the model was trained with). Defaults to ``'vicuna_v1'``.
         ranking (str): How :meth:`score_answers` scores a class: ``'sum'`` (its answer's
             summed log-probability, the default; on MoCap-Actions the same top-1 as
             ``'mean'`` and a better top-5, ``docs/ranking.md``) or ``'mean'`` (per token,
@@ -125,8 +98,6 @@ class LLaVA(BaseModel):
                  lora: Optional[dict] = None,
                  video_pooling: Optional[Union[str, dict]] = None,
                  frame_position_scale: float = 0.0,
-                 class_names: Union[None, str, Sequence[str]] = None,
-                 answer_template: str = 'vicuna_v1',
                  ranking: str = 'sum',
                  class_chunk_size: int = 256,
                  init_cfg: Optional[dict] = None):
@@ -149,16 +120,10 @@ class LLaVA(BaseModel):
         self.image_token_index = image_token_index
         self.video_pooling = build_frame_pooling(video_pooling)
         self.frame_position_scale = frame_position_scale
-        # A label map file is read on first use: training configs may name one that only
-        # exists where the data does.
-        self._class_names = class_names if isinstance(class_names, (str, Path)) else \
-            _read_class_names(class_names)
-        self.answer_template = answer_template
         if ranking not in RANKINGS:
             raise ValueError(f'ranking must be one of {RANKINGS}, got {ranking!r}')
         self.ranking = ranking
         self.class_chunk_size = class_chunk_size
-        self._class_ids = None
         self._freeze(self.vision_tower, freeze_vision_encoder)
         self._freeze(self.projector, freeze_projector)
         self._freeze(self.llm, freeze_llm)
@@ -169,7 +134,13 @@ class LLaVA(BaseModel):
 
     @staticmethod
     def _build_tokenizer(cfg):
-        return None if cfg is None else build_tokenizer(cfg)
+        """A tokenizer from a config dict, a path (a ``tokenizer.model``/``tokenizer.json``
+        or a folder holding one) or a built tokenizer, through the ``TOKENIZERS`` registry."""
+        if isinstance(cfg, dict):
+            return TOKENIZERS.build(cfg)
+        if isinstance(cfg, (str, os.PathLike)):
+            return TOKENIZERS.build(dict(type='tokenizer_from_path', path=os.fspath(cfg)))
+        return cfg
 
     @staticmethod
     def _freeze(module: nn.Module, frozen: bool) -> None:
@@ -179,7 +150,7 @@ class LLaVA(BaseModel):
     @property
     def num_image_tokens(self) -> int:
         """Placeholder tokens per image."""
-        return self.vision_tower.num_tokens
+        return self.vision_tower.num_image_tokens
 
     @property
     def max_length(self) -> int:
@@ -365,35 +336,6 @@ class LLaVA(BaseModel):
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
 
     # ------------------------------------------------------------------ closed-set ranking
-    @property
-    def class_names(self) -> Optional[List[str]]:
-        """The closed set of answers (``None`` for open-ended models)."""
-        if isinstance(self._class_names, (str, Path)):
-            self._class_names = _read_class_names(self._class_names)
-        return self._class_names
-
-    def class_token_ids(self) -> List[List[int]]:
-        """Each class name's ids as an answer (its end token included), as training made them.
-
-        The answer is tokenized inside a one-turn conversation with :attr:`answer_template`
-        and its trainable labels are kept, so the ids are exactly those the model learned to
-        produce (and the end token keeps "walking" from being a prefix of "walking backward").
-        """
-        if self.class_names is None:
-            raise ValueError('The model has no class_names to rank')
-        if self._class_ids is None:
-            if self.tokenizer is None:
-                raise RuntimeError('Ranking class names needs a tokenizer; set model.tokenizer')
-            from mmllava.conversation import tokenize_conversation
-            ids = []
-            for name in self.class_names:
-                out = tokenize_conversation(
-                    [dict(role='user', content='?'), dict(role='assistant', content=name)],
-                    self.tokenizer, self.answer_template)
-                ids.append([t for t in out['labels'] if t != IGNORE_INDEX])
-            self._class_ids = ids
-        return self._class_ids
-
     @torch.no_grad()
     def score_answers(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
                       pixel_values: Optional[torch.Tensor], candidates: Sequence[Sequence[int]],
@@ -432,8 +374,10 @@ class LLaVA(BaseModel):
                 **generate_kwargs) -> list:
         """Generate and decode; results go to ``pred_answer`` or ``pred_caption``.
 
-        With ``class_names`` the classes are also ranked by likelihood (:meth:`score_answers`):
-        ``pred_scores`` (a softmax over the classes, in their order) and ``pred_label``.
+        Samples whose metainfo holds ``candidate_ids`` (a closed set of answers as ids: an
+        action dataset's classes, made by ``TokenizeConversation`` from ``answer_candidates``)
+        also have them ranked by likelihood (:meth:`score_answers`): ``pred_scores`` (a
+        softmax over the candidates, in their order) and ``pred_label``.
         """
         if self.tokenizer is None:
             raise RuntimeError('predict needs a tokenizer to decode; set model.tokenizer')
@@ -454,12 +398,7 @@ class LLaVA(BaseModel):
                             inputs.get('pixel_values'), inputs.get('visual_frames'),
                             **generate_kwargs)
         texts = self.decode(ids)
-        probs = None
-        if self.class_names is not None:
-            loglik = self.score_answers(inputs['input_ids'], inputs.get('attention_mask'),
-                                        inputs.get('pixel_values'), self.class_token_ids(),
-                                        inputs.get('visual_frames'))
-            probs = loglik.softmax(-1).cpu()
+        probs = self._rank_candidates(inputs, [data_samples[i] for i in valid])
         for i, text, row in zip(range(len(valid)), texts, ids):
             sample = data_samples[valid[i]]
             sample.set_field(text, field)
@@ -468,6 +407,31 @@ class LLaVA(BaseModel):
                 sample.set_field(probs[i], 'pred_scores')
                 sample.set_field(int(probs[i].argmax()), 'pred_label')
         return data_samples
+
+    def _rank_candidates(self, inputs: dict, samples: list) -> Optional[List[torch.Tensor]]:
+        """Per sample the softmax over its ``candidate_ids`` (None when no sample has any).
+
+        One :meth:`score_answers` pass scores the union of the samples' candidate sets (a
+        candidate's score does not depend on the others), and each sample keeps its own.
+        """
+        rows = [s.metainfo.get('candidate_ids') for s in samples]
+        if all(r is None for r in rows):
+            return None
+        if any(r is None for r in rows):
+            raise ValueError('A batch mixes samples with and without candidate_ids; rank all '
+                             'or none (one dataset per batch)')
+        union, column = [], {}
+        for candidates in rows:
+            for ids in candidates:
+                key = tuple(int(t) for t in ids)
+                if key not in column:
+                    column[key] = len(union)
+                    union.append(list(key))
+        loglik = self.score_answers(inputs['input_ids'], inputs.get('attention_mask'),
+                                    inputs.get('pixel_values'), union,
+                                    inputs.get('visual_frames')).cpu()
+        return [loglik[i, [column[tuple(int(t) for t in ids)] for ids in candidates]].softmax(-1)
+                for i, candidates in enumerate(rows)]
 
     def decode(self, ids: torch.Tensor) -> List[str]:
         """Decode generated ids, stopping at the first EOS."""

@@ -6,8 +6,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from mmllava.registry import MODELS
 
 
-@MODELS.register_module(name='HFCausalLM')
-def build_causal_lm(config: dict, attn_implementation: str = 'sdpa',
+@MODELS.register_module()
+def HFCausalLM(config: dict, attn_implementation: str = 'sdpa',
                     gradient_checkpointing: bool = False,
                     torch_dtype: Optional[str] = None) -> PreTrainedModel:
     """Build a transformers causal LM from an explicit architecture; no hub is asked.

@@ -35,7 +35,7 @@ def apply_lora(llm: nn.Module, r: int = 128, alpha: int = 256, dropout: float = 
     peft freezes every base weight of the LLM and leaves the adapters trainable.
 
     Args:
-        llm (nn.Module): The transformers causal LM (``LLaVA.llm``).
+        llm (nn.Module): The transformers causal LM (``Llava.llm``).
         r (int): LoRA rank. Defaults to 128 (LLaVA-1.5's LoRA recipe).
         alpha (int): LoRA alpha (scale ``alpha / r``). Defaults to 256.
         dropout (float): Dropout on the adapter input. Defaults to 0.05.
@@ -75,7 +75,7 @@ def merge_lora(model: nn.Module) -> nn.Module:
     has the base layout (``llm.model.layers...``), loadable by the base config.
 
     Args:
-        model (nn.Module): A ``LLaVA`` built with ``lora=...``.
+        model (nn.Module): A ``Llava`` built with ``lora=...``.
 
     Returns:
         nn.Module: ``model``.

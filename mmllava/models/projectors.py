@@ -6,8 +6,8 @@ from torch import nn
 from mmllava.registry import MODELS
 
 
-@MODELS.register_module(name='LLaVAProjector')
-def build_projector(projector_type: str, in_channels: int, out_channels: int) -> nn.Module:
+@MODELS.register_module()
+def LlavaProjector(projector_type: str, in_channels: int, out_channels: int) -> nn.Module:
     """Build a projector as the original LLaVA does (``llava/model/multimodal_projector``).
 
     Args:

@@ -25,15 +25,18 @@ from typing import Union
 import torch
 
 from mmllava.registry import MODELS
+from mmllava.structures import POOLING_ALIASES, num_visual_tokens
+from mmllava.structures.visual_tokens import grid_side
 
 
 @MODELS.register_module()
 class NoFramePooling:
     """Keep every token of every frame (Video-LLaVA)."""
 
-    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
-        """Tokens given to a clip of ``num_frames`` frames."""
-        return num_frames * tokens_per_frame
+    def num_visual_tokens(self, num_frames: int, num_image_tokens: int) -> int:
+        """Tokens given to a clip of ``num_frames`` frames
+        (:func:`mmllava.structures.num_visual_tokens`)."""
+        return num_visual_tokens(self, num_frames, num_image_tokens)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * N, C)."""
@@ -43,14 +46,6 @@ class NoFramePooling:
         return f'{type(self).__name__}()'
 
 
-def _grid_side(tokens_per_frame: int) -> int:
-    side = math.isqrt(tokens_per_frame)
-    if side * side != tokens_per_frame:
-        raise ValueError(f'avgpool2x2 needs a square token grid per frame, got {tokens_per_frame} '
-                         'tokens (is the CLS token dropped?)')
-    return side
-
-
 @MODELS.register_module()
 class AvgPool2x2FramePooling(NoFramePooling):
     """Average-pool each frame's square token grid with kernel and stride 2 (LLaVA-NeXT-Video).
@@ -58,14 +53,10 @@ class AvgPool2x2FramePooling(NoFramePooling):
     An odd grid side drops its last row and column, as ``F.avg_pool2d`` does.
     """
 
-    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
-        """Tokens given to a clip of ``num_frames`` frames."""
-        return num_frames * (_grid_side(tokens_per_frame) // 2)**2
-
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * (sqrt(N) // 2) ** 2, C), row-major within each frame."""
         t, n, c = frames.shape
-        side = _grid_side(n)
+        side = grid_side(n)
         grid = frames.reshape(t, side, side, c).permute(0, 3, 1, 2)
         pooled = torch.nn.functional.avg_pool2d(grid, kernel_size=2, stride=2)
         return pooled.flatten(2).transpose(1, 2).reshape(-1, c)
@@ -75,20 +66,9 @@ class AvgPool2x2FramePooling(NoFramePooling):
 class SpatialTemporalFramePooling(NoFramePooling):
     """Video-ChatGPT's pooling: per-frame spatial means (T), then per-token temporal means (N)."""
 
-    def num_tokens(self, num_frames: int, tokens_per_frame: int) -> int:
-        """Tokens given to a clip of ``num_frames`` frames."""
-        return num_frames + tokens_per_frame
-
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T + N, C)."""
         return torch.cat([frames.mean(dim=1), frames.mean(dim=0)])
-
-
-_ALIASES = {
-    'none': 'NoFramePooling',
-    'avgpool2x2': 'AvgPool2x2FramePooling',
-    'spatial_temporal': 'SpatialTemporalFramePooling',
-}
 
 
 def build_frame_pooling(cfg: Union[None, str, dict, NoFramePooling]) -> NoFramePooling:
@@ -100,7 +80,7 @@ def build_frame_pooling(cfg: Union[None, str, dict, NoFramePooling]) -> NoFrameP
     if isinstance(cfg, str):
         cfg = dict(type=cfg)
     cfg = dict(cfg)
-    cfg['type'] = _ALIASES.get(cfg['type'], cfg['type'])
+    cfg['type'] = POOLING_ALIASES.get(cfg['type'], cfg['type'])
     return MODELS.build(cfg)
 
 

@@ -1,27 +1,27 @@
 """mmllava.apis.chat: multi-turn chat with images and clips, whole and streamed."""
 import copy
-import time
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import tiny_model
 from PIL import Image
 
-from mmllava.apis import ChatSession, chat, chat_template, get_model, prepare_chat_inputs
-from mmllava.apis.chat import _IncrementalDecoder, _pipeline
+from mmllava.apis import ChatSession, chat, chat_template, prepare_chat_inputs
+from mmllava.apis.chat_inputs import _pipeline
+from mmllava.apis.streaming import IncrementalDecoder
 from mmllava.conversation import IMAGE_TOKEN_INDEX
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
-CLIP = ROOT.parent / 'shared/data/real_clips/arm_wrestling.mp4'
+CLIP = ROOT / 'tests/data/real_clips/arm_wrestling.mp4'
 
 
 @pytest.fixture(scope='module')
 def tiny():
-    torch.manual_seed(0)
-    return get_model(TINY, generation_cfg=dict(max_new_tokens=8, num_beams=1, do_sample=False))
+    return tiny_model(generation_cfg=dict(max_new_tokens=8, num_beams=1, do_sample=False))
 
 
 @pytest.fixture(scope='module')
@@ -42,6 +42,30 @@ def first_logits(model, messages, images=(), videos=()):
     inputs = prepare_chat_inputs(model, messages, images, videos)['inputs']
     with torch.no_grad():
         return model(inputs, mode='tensor')[0, -1]
+
+
+def greedy_answer(model, messages, images=(), videos=(), **generate_kwargs):
+    """The greedy answer worked out here rather than by ``chat``.
+
+    Args:
+        model: The LLaVA under test.
+        messages: The conversation, ending with the user message to answer.
+        images: Image sources in placeholder order.
+        videos: Clip sources in placeholder order.
+        **generate_kwargs: ``generate`` keywords over the model's ``generation_cfg``.
+
+    Returns:
+        str: The model's own ``generate`` ids, cut at the first EOS (vicuna_v1's stop
+        token), decoded and stripped.
+    """
+    inputs = prepare_chat_inputs(model, messages, images, videos)['inputs']
+    with torch.no_grad():
+        ids = model.generate(inputs['input_ids'], inputs.get('attention_mask'),
+                             inputs.get('pixel_values'), inputs.get('visual_frames'),
+                             **generate_kwargs)[0].tolist()
+    eos = model.tokenizer.eos_token_id
+    ids = ids[:ids.index(eos)] if eos in ids else ids
+    return model.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def placeholder_runs(input_ids):
@@ -66,7 +90,8 @@ def test_session_history_and_prompt(tiny, images):
     session.add_image(images[0])
     assert session.pending == ['image']
     first = session.ask('What is it?')
-    assert isinstance(first, str) and first
+    assert first and first == greedy_answer(
+        tiny, [dict(role='user', content='<image>\nWhat is it?')], [images[0]])
     assert session.pending == []
     second = session.ask('Why?')  # text only: the image stays in context
     assert session.messages == [
@@ -76,6 +101,7 @@ def test_session_history_and_prompt(tiny, images):
         dict(role='assistant', content=second),
     ]
     assert session.images == [images[0]]
+    assert second == greedy_answer(tiny, session.messages[:3], [images[0]])
     # The follow-up is answered with the image: the same history replayed statelessly with
     # another image gives other logits.
     follow_up = session.messages[:3]
@@ -203,14 +229,14 @@ def test_incremental_decoder_handles_word_boundaries_and_bytes(tiny):
     text = 'The man rides a horse, vélo über 日本 ok'
     ids = tok.encode(text)
     assert len(ids) > 10
-    decoder = _IncrementalDecoder(tok, [tok.eos_token_id])
+    decoder = IncrementalDecoder(tok, [tok.eos_token_id])
     pieces = [decoder.add([i]) for i in ids]
     pieces.append(decoder.finish())
     assert ''.join(pieces) == tok.decode(ids).strip() == text
     assert not any('\ufffd' in p for p in pieces)
     assert sum(bool(p) for p in pieces) > 5
     # Stops at a stop token and ignores what follows.
-    decoder = _IncrementalDecoder(tok, [tok.eos_token_id])
+    decoder = IncrementalDecoder(tok, [tok.eos_token_id])
     stop_at = tok.encode('hello there')
     got = decoder.add(stop_at + [tok.eos_token_id] + tok.encode(' junk')) + decoder.finish()
     assert got == 'hello there'
@@ -262,11 +288,13 @@ def test_videos_and_images_in_one_conversation(tiny, images):
                               first_logits(tiny, session.messages[:1], [images[0]], [other]))
 
 
-@pytest.mark.skipif(not CLIP.exists(), reason=f'{CLIP} not found')
 def test_real_clip(tiny):
     session = ChatSession(tiny, max_new_tokens=4)
     session.add_video(str(CLIP))
-    assert isinstance(session.ask('What are they doing?'), str)
+    answer = session.ask('What are they doing?')
+    assert answer and answer == greedy_answer(
+        tiny, [dict(role='user', content='<video>\nWhat are they doing?')], videos=[str(CLIP)],
+        max_new_tokens=4)
     assert session.videos == [str(CLIP)]
 
 
@@ -306,7 +334,10 @@ def test_bad_visuals_are_value_errors(tiny, tmp_path, images):
     with pytest.raises(ValueError, match='empty'):
         session.ask('  ')
     session.add_image(images[0])
-    assert session.ask('Fine?') and len(session.messages) == 2
+    answer = session.ask('Fine?')
+    assert answer and answer == greedy_answer(
+        tiny, [dict(role='user', content='<image>\nFine?')], [images[0]])
+    assert len(session.messages) == 2
 
 
 def test_prompt_over_context(tiny, images):
@@ -324,7 +355,9 @@ def test_prompt_over_context(tiny, images):
     assert session.messages == [] and session.pending == ['image']
     with pytest.raises(ValueError, match='context'):
         session.stream(words)  # raised at the call, not at the first piece
-    assert session.ask('Short?')
+    answer = session.ask('Short?')
+    assert answer and answer == greedy_answer(
+        tiny, [dict(role='user', content='<image>\nShort?')], [images[0]])
 
 
 def test_answer_fits_the_context_left(tiny):
@@ -342,13 +375,33 @@ def test_answer_fits_the_context_left(tiny):
 
 
 def test_stream_is_prompt(tiny, images):
-    """Streaming yields its first piece well before a long answer is complete."""
+    """Streaming yields its first piece while the answer is still being generated.
+
+    Generation is held at its 10th step until the reader has the first piece (the wait's
+    timeout only guards against a hang): a stream that yields only once generation is done
+    gets its first piece after all 60 steps.
+    """
     messages = [dict(role='user', content='<image>\nTell me everything.')]
-    start = time.perf_counter()
-    stream = chat(tiny, messages, [images[0]], stream=True, min_new_tokens=60,
-                  max_new_tokens=60)
-    next(stream)
-    first = time.perf_counter() - start
-    rest = list(stream)
-    total = time.perf_counter() - start
-    assert rest and first < total / 2
+    steps, released, waits = [], threading.Event(), []
+
+    def hold_at_step_10(module, args, output):
+        steps.append(1)
+        if len(steps) == 10:
+            waits.append(released.wait(timeout=120))
+
+    handle = tiny.llm.get_output_embeddings().register_forward_hook(hold_at_step_10)
+    try:
+        stream = chat(tiny, messages, [images[0]], stream=True, min_new_tokens=60,
+                      max_new_tokens=60)
+        first = next(stream)
+        steps_at_first = len(steps)
+        released.set()
+        rest = list(stream)
+    finally:
+        released.set()
+        handle.remove()
+    assert first and rest
+    assert steps_at_first <= 10 and waits == [True]  # generation waited for the reader
+    assert len(steps) == 60
+    assert first + ''.join(rest) == greedy_answer(tiny, messages, [images[0]],
+                                                  min_new_tokens=60, max_new_tokens=60)

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from mmllava.apis import ModelHub, get_model, inference_model, list_models
+from mmllava.apis.pipeline import closed_set_classes
 from mmllava.datasets.mocap_actions import CLASS_NAMES, MOCAP_ACTION_QUESTION
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +22,9 @@ NAME = 'llava-tiny_mocap-actions'
 @pytest.fixture(scope='module')
 def clips(tmp_path_factory):
     pytest.importorskip('pybullet')
-    from mmllava.datasets.mocap_actions import render_mocap_actions
+    from fixtures_llava import load_tool_module
+    render_mocap_actions = load_tool_module(
+        'tools/dataset_converters/mocap_actions').render_mocap_actions
     out = tmp_path_factory.mktemp('mocap_seed7')
     render_mocap_actions(str(out), seed=7, clips_per_class=2, write_frames=False)
     lines = (out / 'test_list_videos.txt').read_text().split('\n')
@@ -44,11 +47,12 @@ def test_zoo_entry_names_shipped_weights_and_tokenizer():
     assert 'measured by us' in entry['Results'][0]['Source']
 
 
+@pytest.mark.slow
 def test_default_question_and_class_answers(model, clips):
     """No question: the model asks its own (the benchmark's closed-set question) and answers
     with a class name, and ranks the classes. Random weights would get about 1 in 15 right."""
     assert model.default_question == MOCAP_ACTION_QUESTION
-    assert model.class_names == list(CLASS_NAMES)
+    assert closed_set_classes(model.cfg) == list(CLASS_NAMES)
     results = inference_model(model, [str(path) for path, _ in clips])
     for result in results:
         assert result['pred_answer'] in CLASS_NAMES
@@ -65,6 +69,7 @@ def test_by_zoo_name_with_an_array(clips):
     assert result['pred_answer'] in CLASS_NAMES and len(result['pred_scores']) == 15
 
 
+@pytest.mark.slow
 def test_video_demo_prints_answer_and_saves_frames(clips, tmp_path):
     out = tmp_path / 'demo.png'
     proc = subprocess.run(

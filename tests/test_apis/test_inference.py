@@ -1,23 +1,19 @@
 """mmllava.apis: the zoo, get_model, inference_model and the batched inferencer."""
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from fixtures_llava import TINY_CONFIG, tiny_model
 from PIL import Image
 
 from mmllava.apis import LlavaInferencer, get_model, inference_model, list_models
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
 SYSTEM = ("A chat between a curious user and an artificial intelligence assistant. The "
           "assistant gives helpful, detailed, and polite answers to the user's questions.")
 
 
 @pytest.fixture(scope='module')
 def tiny():
-    torch.manual_seed(0)
-    return get_model(TINY, generation_cfg=dict(max_new_tokens=5))
+    return tiny_model(generation_cfg=dict(max_new_tokens=5))
 
 
 @pytest.fixture(scope='module')
@@ -90,14 +86,33 @@ def test_batch_equals_one_at_a_time(tiny, images):
     assert listed == singles
 
 
-def test_generate_kwargs_pass_through(tiny, images):
+def test_generate_kwargs_pass_through(tiny, images, monkeypatch):
+    calls = []
+    generate = tiny.llm.generate
+
+    def spy(**kwargs):
+        ids = generate(**kwargs)
+        calls.append((kwargs, ids))
+        return ids
+
+    monkeypatch.setattr(tiny.llm, 'generate', spy)
+    default = inference_model(tiny, images[0], 'Q?')
     short = inference_model(tiny, images[0], 'Q?', max_new_tokens=1)
     beams = inference_model(tiny, images[0], 'Q?', num_beams=2, max_new_tokens=3)
-    assert isinstance(short['pred_answer'], str) and isinstance(beams['pred_answer'], str)
+    (default_kwargs, default_ids), (short_kwargs, short_ids), (beam_kwargs, beam_ids) = calls
+    # The model's generation_cfg, overridden per call, reaches transformers' generate.
+    assert default_kwargs['max_new_tokens'] == 5 and default_kwargs['num_beams'] == 1
+    assert short_kwargs['max_new_tokens'] == 1 and short_kwargs['num_beams'] == 1
+    assert beam_kwargs['max_new_tokens'] == 3 and beam_kwargs['num_beams'] == 2
+    # And takes effect: one token, the first of the greedy answer; at most three with beams.
+    assert short_ids.shape == (1, 1) and short_ids[0, 0] == default_ids[0, 0]
+    assert short['pred_answer'] == tiny.decode(short_ids)[0]
+    assert beam_ids.shape[1] <= 3 and beams['pred_answer'] == tiny.decode(beam_ids)[0]
+    assert default['pred_answer'] == tiny.decode(default_ids)[0]
 
 
 def test_caption_task_gives_pred_caption(images):
-    model = get_model(TINY, task='caption', default_question='Describe the image.')
+    model = get_model(TINY_CONFIG, task='caption', default_question='Describe the image.')
     result = inference_model(model, images[0])
     assert set(result) == {'pred_caption', 'prompt'}
 

@@ -135,7 +135,10 @@ def test_mocap_actions_tokenizer_is_reproducible_from_the_benchmark_text(tmp_pat
     JSON (only its distinct texts matter, so one clip a class gives the same corpus)."""
     import json
 
-    from mmllava.datasets.mocap_actions import CLASS_NAMES, llava_sample
+    from fixtures_llava import load_tool_module
+
+    from mmllava.datasets.mocap_actions import CLASS_NAMES
+    llava_sample = load_tool_module('tools/dataset_converters/mocap_actions').llava_sample
     ann = tmp_path / 'train_llava.json'
     ann.write_text(json.dumps([llava_sample(f'c{i}', f'c{i}.mp4', i)
                                for i in range(len(CLASS_NAMES))]))

@@ -22,8 +22,8 @@ from mmllava.datasets import (
     read_action_list,
 )
 from mmllava.datasets.action_lists import read_label_map
-from mmllava.datasets.mocap_actions import write_mp4, write_rawframes
 from mmllava.registry import DATASETS
+from mmllava.utils.video_io import write_mp4, write_rawframes
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = str(ROOT / 'resources' / 'tiny-tokenizer' / 'tokenizer.model')
@@ -46,7 +46,7 @@ def clip(seed, t):
 
 def pipeline(num_frames=4):
     return [
-        dict(type='LoadVisuals', num_frames=num_frames, tokens_per_image=N_TOK,
+        dict(type='LoadVisuals', num_frames=num_frames, num_image_tokens=N_TOK,
              video_pooling='avgpool2x2'),
         dict(type='CLIPResizeCrop', size=56),
         dict(type='TokenizeConversation', tokenizer=TOKENIZER, template='vicuna_v1',

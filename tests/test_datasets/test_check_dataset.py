@@ -44,7 +44,7 @@ model = dict(llm=dict(config=dict(max_position_embeddings=60)))
 train_dataloader = dict(
     batch_size=2,
     dataset=dict(
-        type='LLaVAInstructDataset', data_root='/nonexistent', ann_file='planted.json',
+        type='LlavaInstructDataset', data_root='/nonexistent', ann_file='planted.json',
         img_prefix='images',
         pipeline=[
             dict(type='LoadImages'),

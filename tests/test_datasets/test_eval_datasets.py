@@ -9,7 +9,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from mmllava.datasets import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
-from mmllava.evaluation.offline import AnnotationError
+from mmllava.datasets.annotations import AnnotationError
 from mmllava.registry import DATASETS, METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,6 +281,7 @@ def test_eval_configs_build(name, tmp_path):
 
 
 # ---------------------------------------------------------------- tools/test.py end to end
+@pytest.mark.slow
 def test_scienceqa_test_tool_matches_offline_scoring(tmp_path):
     """tools/test.py with the tiny model on the ScienceQA fixture: mc/acc as offline."""
     from fixtures_llava import run_test_tool, shared_build, write_tiny_eval_config

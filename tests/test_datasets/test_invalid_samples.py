@@ -16,13 +16,13 @@ from mmllava.datasets import (
     ActionListDataset,
     COCOCaptionDataset,
     InvalidSampleError,
-    LLaVAInstructDataset,
+    LlavaInstructDataset,
     POPEDataset,
     VQAv2Dataset,
     llava_collate,
 )
-from mmllava.datasets.mocap_actions import write_mp4
 from mmllava.models.data_preprocessor import LlavaDataPreprocessor
+from mmllava.utils.video_io import write_mp4
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / 'tests' / 'data' / 'eval'
@@ -32,7 +32,7 @@ CLASSES = ['walking', 'running', 'jumping']
 
 def pipeline(load=None, **tokenize):
     return [
-        load or dict(type='LoadVisuals', num_frames=2, tokens_per_image=16),
+        load or dict(type='LoadVisuals', num_frames=2, num_image_tokens=16),
         dict(type='CLIPResizeCrop', size=56),
         dict(type='TokenizeConversation', tokenizer=TOKENIZER, template='vicuna_v1',
              add_generation_prompt=True, **tokenize),
@@ -199,10 +199,10 @@ def test_missing_at_init_kept_as_misses_in_every_dataset(tmp_path):
                     conversations=[dict(value='<image>\nWhat is it?', **{'from': 'human'})])]
     import json
     (tmp_path / 'ann.json').write_text(json.dumps(records))
-    llava = LLaVAInstructDataset(str(tmp_path / 'ann.json'), img_prefix=str(tmp_path),
+    llava = LlavaInstructDataset(str(tmp_path / 'ann.json'), img_prefix=str(tmp_path),
                                  pipeline=pipeline(images), test_mode=True)
     assert len(llava) == 2 and 'invalid_sample' in llava[1]['data_samples'].metainfo
     assert torch.equal(llava[1]['inputs']['input_ids'], torch.tensor([0]))
     with pytest.raises(InvalidSampleError, match="sample 'b'.*image file not found"):
-        LLaVAInstructDataset(str(tmp_path / 'ann.json'), img_prefix=str(tmp_path),
+        LlavaInstructDataset(str(tmp_path / 'ann.json'), img_prefix=str(tmp_path),
                              test_mode=True, fail_on_invalid=True)

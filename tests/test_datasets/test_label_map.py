@@ -4,7 +4,7 @@ import json
 import pytest
 from fixtures_llava import load_script
 
-from mmllava.utils.label_map import read_label_map, readable_class_name
+from mmllava.datasets.label_map import read_label_map, readable_class_name
 
 MMACTION_NAMES = ['ApplyEyeMakeup', 'brush_hair', 'YoYo', 'passing American football (in game)',
                   'riding_a_horse', 'TVShow']
@@ -39,7 +39,9 @@ def test_read_label_map_keeps_label_ids_and_refuses_gaps(tmp_path):
 
 def test_dataset_model_metric_and_converter_read_the_same_names(tmp_path):
     """The names a dataset asks and answers are those the model ranks and the metric scores."""
-    from mmllava.apis import get_model
+    from mmengine.config import Config
+
+    from mmllava.apis.pipeline import closed_set_classes
     from mmllava.datasets import ActionListDataset
     from mmllava.evaluation import ActionAccuracy
     label_map = tmp_path / 'label_map.txt'
@@ -52,9 +54,16 @@ def test_dataset_model_metric_and_converter_read_the_same_names(tmp_path):
     info = dataset.get_data_info(0)
     assert 'apply eye makeup, brush hair, yo yo' in info['messages'][0]['content']
     assert info['messages'][1]['content'] == 'brush hair' and info['gt_label'] == 1
-    model = get_model('configs/llava/llava-tiny_vqa.py', class_names=str(label_map))
-    assert model.class_names == READABLE[:3]
-    assert ActionAccuracy(str(label_map)).classes == READABLE[:3]
+    # In test mode the same names are the candidates the model ranks, and the metric's classes.
+    test_set = ActionListDataset(ann_file=str(tmp_path / 'list.txt'), label_map=str(label_map),
+                                 img_prefix=str(tmp_path), check_images=False, test_mode=True,
+                                 lazy_init=False)
+    assert test_set.get_data_info(0)['answer_candidates'] == READABLE[:3]
+    metric = ActionAccuracy()
+    metric.dataset_meta = test_set.metainfo
+    assert metric.classes == READABLE[:3] == ActionAccuracy(str(label_map)).classes
+    cfg = Config(dict(test_dataloader=dict(dataset=dict(label_map=str(label_map)))))
+    assert closed_set_classes(cfg) == READABLE[:3]  # inference_model's candidates
     tool = load_script('tools/dataset_converters/action_to_llava.py')
     out = tmp_path / 'out.json'
     assert tool.main([str(tmp_path / 'list.txt'), str(label_map), str(out)]) == 0

@@ -12,8 +12,8 @@ from PIL import Image
 from mmllava.conversation import IGNORE_INDEX, IMAGE_TOKEN_INDEX, SentencePieceTokenizer
 from mmllava.datasets import (
     InvalidSampleError,
-    LLaVAInstructDataset,
-    TinyLLaVADataset,
+    LlavaInstructDataset,
+    TinyLlavaDataset,
     make_tiny_llava_data,
 )
 from mmllava.registry import DATASETS
@@ -58,7 +58,7 @@ GOOD = [
 
 def build(root, records=GOOD, **kwargs):
     write(root, records)
-    return LLaVAInstructDataset(ann_file='ann.json', data_root=str(root), img_prefix='imgs',
+    return LlavaInstructDataset(ann_file='ann.json', data_root=str(root), img_prefix='imgs',
                                 **kwargs)
 
 
@@ -81,7 +81,7 @@ def test_lazy_records_and_sample_keys(tmp_path):
     # A single image without a placeholder gets one, first in the first human turn.
     assert ds.get_data_info(3)['messages'][0]['content'] == '<image>\nDescribe.'
     assert ds.modality_lengths == [8, 6, -3, 2]
-    assert DATASETS.get('LLaVAInstructDataset') is LLaVAInstructDataset
+    assert DATASETS.get('LlavaInstructDataset') is LlavaInstructDataset
 
 
 def test_pipeline_outputs(tmp_path):
@@ -174,13 +174,13 @@ def test_tiny_data_is_deterministic_small_and_tokenizer_friendly(tmp_path):
 
 def test_tiny_dataset_renders_on_first_use(tmp_path):
     root = tmp_path / 'tiny'
-    ds = TinyLLaVADataset(data_root=str(root), split='finetune', num=40)
+    ds = TinyLlavaDataset(data_root=str(root), split='finetune', num=40)
     assert (root / 'pretrain.json').exists() and len(ds) == 46 and ds.skipped == []
     lengths = np.asarray(ds.modality_lengths)
     assert (lengths < 0).sum() == 4
     assert any(len(ds.get_data_info(i)['images']) == 2 for i in range(len(ds)))
     mtime = (root / 'finetune.json').stat().st_mtime_ns
-    TinyLLaVADataset(data_root=str(root), split='pretrain', num=40)
+    TinyLlavaDataset(data_root=str(root), split='pretrain', num=40)
     assert (root / 'finetune.json').stat().st_mtime_ns == mtime  # existing: left alone
 
 
@@ -200,7 +200,7 @@ def test_tiny_config_fragments_build_and_override(tmp_path):
 
 
 def test_clips_mix_with_images_in_placeholder_order(tmp_path):
-    from mmllava.datasets.mocap_actions import write_mp4
+    from mmllava.utils.video_io import write_mp4
     write(tmp_path, [])
     clip = np.stack([np.full((16, 16, 3), 20 * i, np.uint8) for i in range(6)])
     write_mp4(str(tmp_path / 'imgs' / 'c.mp4'), clip)
@@ -214,8 +214,8 @@ def test_clips_mix_with_images_in_placeholder_order(tmp_path):
     ]
     (tmp_path / 'ann.json').write_text(json.dumps(records))
     steps = pipeline()
-    steps[0] = dict(type='LoadVisuals', num_frames=3, tokens_per_image=4)
-    ds = LLaVAInstructDataset(ann_file='ann.json', data_root=str(tmp_path), img_prefix='imgs',
+    steps[0] = dict(type='LoadVisuals', num_frames=3, num_image_tokens=4)
+    ds = LlavaInstructDataset(ann_file='ann.json', data_root=str(tmp_path), img_prefix='imgs',
                               pipeline=steps, skip_invalid=True)
     assert len(ds) == 2 and sorted(s.reason for s in ds.skipped) == [
         'image_count_mismatch', 'missing_image']

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from mmllava.datasets.transforms.loading import LoadImages, load_image
+from mmllava.datasets.transforms import LoadImages, load_image
 from mmllava.registry import TRANSFORMS
 
 

@@ -4,14 +4,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mmllava.datasets.transforms.processing import (
-    CLIP_MEAN,
-    CLIP_STD,
-    CLIPResizeCrop,
-    PadToSquare,
-    normalize_pixels,
-)
+from mmllava.datasets.transforms.processing import CLIPResizeCrop, PadToSquare
+from mmllava.models.data_preprocessor import normalize_pixels
 from mmllava.registry import TRANSFORMS
+from mmllava.structures import CLIP_MEAN, CLIP_STD
 
 SIZES = [(500, 375), (224, 224), (100, 700), (337, 336), (375, 500), (1000, 3)]  # (w, h)
 PROCESSOR_KWARGS = dict(size={'shortest_edge': 336}, crop_size={'height': 336, 'width': 336},

@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from mmllava.datasets.transforms import TemporalChannels
-from mmllava.datasets.transforms.processing import normalize_pixels
+from mmllava.models.data_preprocessor import normalize_pixels
 from mmllava.registry import MODELS, TRANSFORMS
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,6 +33,8 @@ from mmllava.apis import get_model, inference_model
 from mmllava.convert import convert_to_mmllava
 from mmllava.evaluation.offline import evaluate_predictions
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs' / 'llava_action'
 RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('llava-7b-*.py'))
@@ -89,7 +91,7 @@ def _write_data(root: Path, dataset: str, images: bool, train: int) -> None:
                 Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(
                     root / 'media' / name)
             else:
-                from mmllava.datasets.mocap_actions import write_mp4
+                from mmllava.utils.video_io import write_mp4
                 write_mp4(str(root / 'media' / name),
                           rng.integers(0, 256, (10, 24, 32, 3), dtype=np.uint8))
             lines.append(f'{name} {i % 2}')
@@ -105,7 +107,6 @@ def _tiny_recipe(name: str, base: str, data: Path, wrong_rows: int) -> Config:
     cfg.model.llm.config = dict(tiny.llm.config, vocab_size=wrong_rows)
     cfg.model.tokenizer = base
     cfg.model.generation_cfg = dict(max_new_tokens=4)  # random weights never stop by themselves
-    cfg.model.class_names = str(data / 'label_map.txt')
     cfg.load_base = osp.join(base, 'model.safetensors')
     for split, ann in (('train_dataloader', 'train.txt'), ('val_dataloader', 'test.txt'),
                        ('test_dataloader', 'test.txt')):

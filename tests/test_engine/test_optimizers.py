@@ -17,7 +17,7 @@ def build(config, **model):
 
 def groups_of(model, optim_wrapper):
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type='LLaVAOptimWrapperConstructor', optim_wrapper_cfg=optim_wrapper,
+        type='LlavaOptimWrapperConstructor', optim_wrapper_cfg=optim_wrapper,
         paramwise_cfg=optim_wrapper.pop('paramwise_cfg', None)))
     wrapper = constructor(model)
     names = {id(p): n for n, p in model.named_parameters()}

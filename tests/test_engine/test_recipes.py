@@ -76,11 +76,11 @@ def test_fsdp_recipe_builds_its_strategy(monkeypatch):
     cfg = load('llava-7b-v1.5_finetune_fsdp')
     from mmengine._strategy import FSDPStrategy
 
-    from mmllava.engine import LLaVAFlexibleRunner, LLaVARunner, build_runner
+    from mmllava.engine import LlavaFlexibleRunner, LlavaRunner, build_runner
     picked = []
-    monkeypatch.setattr(LLaVAFlexibleRunner, 'from_cfg', classmethod(
+    monkeypatch.setattr(LlavaFlexibleRunner, 'from_cfg', classmethod(
         lambda cls, c: picked.append('flexible')))
-    monkeypatch.setattr(LLaVARunner, 'from_cfg', classmethod(lambda cls, c: picked.append('ddp')))
+    monkeypatch.setattr(LlavaRunner, 'from_cfg', classmethod(lambda cls, c: picked.append('ddp')))
     build_runner(cfg)
     build_runner(load('llava-7b-v1.5_finetune'))
     assert picked == ['flexible', 'ddp']

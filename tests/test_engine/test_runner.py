@@ -1,4 +1,4 @@
-"""Weight loading of LLaVARunner: trainable-only checkpoints, load_base, safe load_from, and
+"""Weight loading of LlavaRunner: trainable-only checkpoints, load_base, safe load_from, and
 resume that unpickles only inside the run's own work_dir."""
 import shutil
 
@@ -8,7 +8,7 @@ from fixtures_train import dataloader_cfg, write_colour_data
 from mmengine.config import Config
 
 from mmllava.engine import (
-    LLaVARunner,
+    LlavaRunner,
     ResumeOutsideWorkDirError,
     StateDictMismatchError,
     UnsafeCheckpointError,
@@ -39,7 +39,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp('runner')
     ann = write_colour_data(root / 'data', 8, 'plain')
     work_dir = root / 'work'
-    runner = LLaVARunner.from_cfg(make_cfg(work_dir, ann))
+    runner = LlavaRunner.from_cfg(make_cfg(work_dir, ann))
     runner.train()
     return root, ann, work_dir, runner.model
 
@@ -60,7 +60,7 @@ def test_resume_inside_work_dir_loads_state(trained):
     root, ann, work_dir, model = trained
     cfg = make_cfg(work_dir, ann, max_iters=3, resume=True,
                    load_from=str(work_dir / 'iter_2.pth'))
-    runner = LLaVARunner.from_cfg(cfg)
+    runner = LlavaRunner.from_cfg(cfg)
     runner.train()
     assert runner.iter == 3
     assert (work_dir / 'iter_3.pth').exists()
@@ -72,7 +72,7 @@ def test_resume_outside_work_dir_is_refused(trained):
     elsewhere.mkdir(exist_ok=True)
     shutil.copy(work_dir / 'iter_2.pth', elsewhere / 'iter_2.pth')
     cfg = make_cfg(root / 'work2', ann, resume=True, load_from=str(elsewhere / 'iter_2.pth'))
-    runner = LLaVARunner.from_cfg(cfg)
+    runner = LlavaRunner.from_cfg(cfg)
     with pytest.raises(ResumeOutsideWorkDirError, match='not inside this run'):
         runner.train()
     # A symlink into the work_dir from outside does not count as inside; ../ tricks neither.
@@ -84,11 +84,11 @@ def test_resume_outside_work_dir_is_refused(trained):
 def test_load_from_is_safe_and_points_to_the_twin(trained):
     root, ann, work_dir, model = trained
     cfg = make_cfg(root / 'work3', ann, load_from=str(work_dir / 'iter_2.pth'))
-    runner = LLaVARunner.from_cfg(cfg)
+    runner = LlavaRunner.from_cfg(cfg)
     with pytest.raises(UnsafeCheckpointError, match='iter_2.safetensors'):
         runner.load_or_resume()
     cfg = make_cfg(root / 'work4', ann, load_from=str(work_dir / 'iter_2.safetensors'))
-    runner = LLaVARunner.from_cfg(cfg)
+    runner = LlavaRunner.from_cfg(cfg)
     runner.load_or_resume()
     got = runner.model.state_dict()
     for k, v in load_weights(work_dir / 'iter_2.safetensors').items():
@@ -102,7 +102,7 @@ def test_load_base_then_partial(trained, tmp_path):
     save_weights(base, tmp_path / 'base.safetensors')
     cfg = make_cfg(tmp_path / 'w', ann, load_base=[str(tmp_path / 'base.safetensors'),
                                                     str(work_dir / 'iter_2.safetensors')])
-    runner = LLaVARunner.from_cfg(cfg)
+    runner = LlavaRunner.from_cfg(cfg)
     runner.load_or_resume()
     got = runner.model.state_dict()
     expected = {**base, **load_weights(work_dir / 'iter_2.safetensors')}

@@ -80,6 +80,7 @@ def test_karpathy_reader():
     assert anns['1']['gt'] == ['a dog runs fast', 'a brown dog running']
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which('java') is None, reason='needs java')
 def test_caption_offline(tmp_path):
     preds = tmp_path / 'caps.json'

@@ -216,6 +216,7 @@ def cap_sample(image_id, pred, refs):
     return s
 
 
+@pytest.mark.slow
 @needs_java
 def test_caption_metric_by_hand():
     # The third image could not be read: scored as the empty caption (the model's '').

@@ -2,20 +2,29 @@
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import TINY_CONFIG, tiny_model
+from mmengine.config import Config
 from transformers import DynamicCache
 
 from mmllava.apis import get_model, inference_model
-from mmllava.conversation import IMAGE_TOKEN_INDEX
+from mmllava.apis.pipeline import closed_set_classes
+from mmllava.conversation import IMAGE_TOKEN_INDEX, answer_token_ids
 
-CONFIG = 'configs/llava/llava-tiny_vqa.py'
+CONFIG = TINY_CONFIG
 CLASSES = ['walking', 'walking backward', 'doing a spin kick', 'getting up']
 
 
 @pytest.fixture(scope='module')
 def model():
-    torch.manual_seed(0)
     # 3 classes a pass < 4 classes: the cache is cropped back to the prompt between passes
-    return get_model(CONFIG, class_names=CLASSES, class_chunk_size=3)
+    m = tiny_model(class_chunk_size=3)
+    # A closed-set model: its test dataset's classes are what it ranks.
+    m.cfg.test_dataloader = dict(dataset=dict(type='ActionListDataset', label_map=CLASSES))
+    return m
+
+
+def class_ids(model):
+    return answer_token_ids(CLASSES, model.tokenizer, 'vicuna_v1')
 
 
 def brute_force(model, prompts, candidates):
@@ -29,7 +38,7 @@ def brute_force(model, prompts, candidates):
 
 
 def test_class_ids_end_with_eos_and_keep_prefixes_apart(model):
-    ids = model.class_token_ids()
+    ids = class_ids(model)
     eos = model.tokenizer.eos_token_id
     assert all(row[-1] == eos for row in ids)
     # "walking" is a prefix of "walking backward" as text; the end token keeps them apart
@@ -43,7 +52,7 @@ def test_scores_equal_brute_force_with_left_padding(model):
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    candidates = model.class_token_ids()
+    candidates = class_ids(model)
     with torch.no_grad():
         got = model.score_answers(ids, mask, None, candidates)
         want = brute_force(model, prompts, candidates)
@@ -60,18 +69,38 @@ def test_inference_returns_label_and_scores(model):
     assert result['pred_class'] == CLASSES[result['pred_label']]
 
 
-def test_class_names_from_label_map_and_errors(tmp_path):
-    label_map = tmp_path / 'label_map.txt'
-    label_map.write_text('\n'.join(CLASSES) + '\n')
-    m = get_model(CONFIG, class_names=str(label_map))
-    assert m.class_names == CLASSES
-    with pytest.raises(ValueError, match='duplicates'):
-        get_model(CONFIG, class_names=['a', 'a'])
-    missing = get_model(CONFIG, class_names=str(tmp_path / 'nope.txt'))  # read on first use
+def test_classes_from_the_test_datasets_label_map(tmp_path):
+    (tmp_path / 'label_map.txt').write_text('\n'.join(['ApplyEyeMakeup', 'brush_hair']) + '\n')
+    cfg = Config(dict(test_dataloader=dict(dataset=dict(
+        type='ActionListDataset', data_root=str(tmp_path), label_map='label_map.txt'))))
+    assert closed_set_classes(cfg) == ['apply eye makeup', 'brush hair']  # as words
+    cfg.test_dataloader.dataset.rank_classes = False
+    assert closed_set_classes(cfg) is None
+    assert closed_set_classes(Config(dict(test_pipeline=[]))) is None  # an open-ended model
+    cfg.test_dataloader.dataset.update(rank_classes=True, label_map='nope.txt')
     with pytest.raises(FileNotFoundError, match='nope.txt'):
-        missing.class_names
-    with pytest.raises(ValueError, match='no class_names'):
-        get_model(CONFIG).class_token_ids()
+        closed_set_classes(cfg)
+
+
+def test_each_sample_ranks_its_own_candidates(model):
+    """Samples with other candidate sets share one pass over the union; each keeps its own
+    softmax, equal to its scores alone. A batch mixing ranked and unranked samples is refused."""
+    from mmpretrain.structures import DataSample
+    tok = model.tokenizer
+    prompts = [[tok.bos_token_id] + tok.encode('USER: what is the person doing? ASSISTANT:'),
+               [tok.bos_token_id] + tok.encode('USER: hi ASSISTANT:')]
+    ids, mask = _left_padded(prompts)
+    cands = class_ids(model)
+    sets = [cands[:3], [cands[3], cands[0]]]
+    samples = [DataSample(metainfo=dict(candidate_ids=c)) for c in sets]
+    out = model.predict(dict(input_ids=ids, attention_mask=mask), samples, max_new_tokens=1)
+    for b, (sample, cset) in enumerate(zip(out, sets)):
+        alone = model.score_answers(ids[b:b + 1, -len(prompts[b]):], None, None, cset)[0]
+        torch.testing.assert_close(sample.pred_scores, alone.softmax(-1), atol=1e-5, rtol=0)
+        assert sample.pred_label == int(alone.argmax())
+    mixed = [DataSample(metainfo=dict(candidate_ids=cands)), DataSample()]
+    with pytest.raises(ValueError, match='mixes samples with and without candidate_ids'):
+        model.predict(dict(input_ids=ids, attention_mask=mask), mixed, max_new_tokens=1)
 
 
 def _left_padded(prompts):
@@ -99,7 +128,7 @@ def test_visual_prompt_scores_equal_full_sequence_forwards(model):
     """Each class's score equals a full forward of its prompt (with its image) + that class."""
     prompts = _visual_prompts(model)
     pixels = _pixels(0)
-    candidates = model.class_token_ids() + [[7], [9, 11, 13, 15, 17, 2]]  # 1 and 6 tokens
+    candidates = class_ids(model) + [[7], [9, 11, 13, 15, 17, 2]]  # 1 and 6 tokens
     ids, mask = _left_padded(prompts)
     with torch.no_grad():
         got = model.score_answers(ids, mask, pixels, candidates)
@@ -118,7 +147,7 @@ def test_a_class_score_does_not_depend_on_the_others(model):
     """A subset of the classes, in another order and any pass size, scores as in the full run."""
     prompts = _visual_prompts(model)
     pixels = _pixels(1)
-    candidates = model.class_token_ids() + [[5, 6], [8, 2], [12, 14, 2]]
+    candidates = class_ids(model) + [[5, 6], [8, 2], [12, 14, 2]]
     ids, mask = _left_padded(prompts)
     with torch.no_grad():
         full = model.score_answers(ids, mask, pixels, candidates)
@@ -136,7 +165,7 @@ def test_a_class_score_does_not_depend_on_the_others(model):
 def test_mean_ranking_is_per_token(model):
     prompts = _visual_prompts(model)
     pixels = _pixels(2)
-    candidates = model.class_token_ids()
+    candidates = class_ids(model)
     ids, mask = _left_padded(prompts)
     with torch.no_grad():
         summed = model.score_answers(ids, mask, pixels, candidates, ranking='sum')
@@ -146,13 +175,13 @@ def test_mean_ranking_is_per_token(model):
     with pytest.raises(ValueError, match='ranking must be one of'):
         model.score_answers(ids, mask, pixels, candidates, ranking='max')
     with pytest.raises(ValueError, match='ranking must be one of'):
-        get_model(CONFIG, class_names=CLASSES, ranking='max')
+        get_model(CONFIG, ranking='max')
 
 
 def test_candidates_pass_reads_the_prompt_cache_once(model):
     """The candidates' pass runs B rows (never B x classes) and all their tokens at once."""
     prompts = _visual_prompts(model)
-    candidates = model.class_token_ids()
+    candidates = class_ids(model)
     ids, mask = _left_padded(prompts)
     shapes = []
     layer = model.llm.model.layers[0]
@@ -175,7 +204,7 @@ def test_candidates_pass_reads_the_prompt_cache_once(model):
 def test_lora_model_ranks_through_its_adapters():
     """With LoRA (non-zero adapters) the ranking still equals full forwards of that model."""
     torch.manual_seed(0)
-    lora = get_model(CONFIG, class_names=CLASSES,
+    lora = get_model(CONFIG,
                      lora=dict(r=4, alpha=8, dropout=0.0, target_modules=['q_proj', 'v_proj']))
     with torch.no_grad():
         for name, p in lora.llm.named_parameters():
@@ -183,7 +212,7 @@ def test_lora_model_ranks_through_its_adapters():
                 p.copy_(torch.randn_like(p) * 0.1)
     tok = lora.tokenizer
     prompt = [tok.bos_token_id] + tok.encode('USER: what now? ASSISTANT:')
-    candidates = lora.class_token_ids()
+    candidates = class_ids(lora)
     with torch.no_grad():
         got = lora.score_answers(torch.tensor([prompt]), None, None, candidates)
         want = brute_force(lora, [prompt], candidates)

@@ -1,12 +1,11 @@
 """LLaVA's own behaviour: scatter order, loss masking, padding, errors."""
 import pytest
 import torch
+from fixtures_llava import VISION
 
 from mmllava.models import IMAGE_TOKEN_INDEX
 from mmllava.registry import MODELS
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-              image_size=30, patch_size=6, hidden_act='quick_gelu', projection_dim=16)
 LLM = dict(model_type='llama', hidden_size=64, intermediate_size=128, num_hidden_layers=2,
            num_attention_heads=4, num_key_value_heads=2, vocab_size=300,
            max_position_embeddings=128, tie_word_embeddings=False)
@@ -15,8 +14,8 @@ N_TOK = 25  # (30 / 6)^2 patches, CLS dropped
 
 def build(**kwargs):
     torch.manual_seed(0)
-    cfg = dict(type='LLaVA', vision_encoder=dict(type='HFCLIPVisionEncoder', config=VISION),
-               projector=dict(type='LLaVAProjector', projector_type='mlp2x_gelu'),
+    cfg = dict(type='Llava', vision_encoder=dict(type='HFCLIPVisionEncoder', config=VISION),
+               projector=dict(type='LlavaProjector', projector_type='mlp2x_gelu'),
                llm=dict(type='HFCausalLM', config=LLM))
     cfg.update(kwargs)
     return MODELS.build(cfg).eval()
@@ -205,12 +204,12 @@ def test_data_preprocessor_normalizes_and_pads_right_for_training():
                                         ('mlp3x_gelu', {'0.weight', '2.weight', '4.weight'}),
                                         ('identity', set())])
 def test_projector_types(ptype, keys):
-    from mmllava.models import build_projector
-    proj = build_projector(ptype, 8, 8)
+    from mmllava.models import LlavaProjector
+    proj = LlavaProjector(ptype, 8, 8)
     assert keys <= set(proj.state_dict()) and len(proj.state_dict()) >= len(keys)
     assert proj(torch.randn(2, 8)).shape == (2, 8)
     with pytest.raises(ValueError, match='Unknown projector_type'):
-        build_projector('mlp_relu', 8, 8)
+        LlavaProjector('mlp_relu', 8, 8)
 
 
 def test_cls_patch_strategy_and_bad_layer():

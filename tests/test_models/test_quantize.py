@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import TINY_CONFIG, tiny_model
 from torch import nn
 
 from mmllava.apis import LlavaInferencer, get_model
@@ -18,15 +19,14 @@ from mmllava.models import Int8DynamicLinear, quantize_llm_int8
 from mmllava.models.quantize import module_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
+CONFIG = TINY_CONFIG
 QUESTIONS = ['What is it?', 'Describe the image.', 'What color is the sky?', 'How many people?']
 
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
     """The tiny LLaVA (seeded random weights, saved to a file) in fp32 and int8."""
-    torch.manual_seed(0)
-    fp32 = get_model(CONFIG)
+    fp32 = tiny_model()
     weights = tmp_path_factory.mktemp('quant') / 'tiny.safetensors'
     save_weights(fp32.state_dict(), weights)
     int8 = quantize_llm_int8(copy.deepcopy(fp32))
@@ -136,6 +136,7 @@ def test_load_8bit_refuses_gpu_and_lora():
         quantize_llm_int8(model)
 
 
+@pytest.mark.slow
 def test_image_demo_load_8bit(models, tmp_path):
     image = _images(1)[0]
     from PIL import Image

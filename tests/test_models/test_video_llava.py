@@ -1,16 +1,15 @@
 """Clips in LLaVA: frame pooling, frame positions, mixed image + clip end to end."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import TINY_CONFIG
 from mmengine.config import Config
 from mmengine.dataset import Compose
 
 from mmllava.models import IMAGE_TOKEN_INDEX, build_frame_pooling, frame_position_embedding
 from mmllava.registry import MODELS, TRANSFORMS
 
-CONFIG = Path(__file__).parents[2] / 'configs' / 'llava' / 'llava-tiny_vqa.py'
+CONFIG = TINY_CONFIG
 N_TOK = 16  # the tiny config: 56 px / 14 px patches = a 4x4 grid per frame
 
 
@@ -21,9 +20,9 @@ def test_avgpool2x2_by_hand():
     assert out[:, 0].tolist() == [2.5, 4.5, 10.5, 12.5]
     pool = build_frame_pooling(dict(type='avgpool2x2'))
     assert pool(torch.randn(3, 576, 8)).shape == (3 * 144, 8)
-    assert pool.num_tokens(32, 576) == 32 * 144
+    assert pool.num_visual_tokens(32, 576) == 32 * 144
     with pytest.raises(ValueError, match='square token grid'):
-        pool.num_tokens(2, 577)
+        pool.num_visual_tokens(2, 577)
 
 
 def test_spatial_temporal_and_none_by_hand():
@@ -31,9 +30,9 @@ def test_spatial_temporal_and_none_by_hand():
     out = build_frame_pooling('spatial_temporal')(frames)
     # Per-frame spatial means (T), then per-token temporal means (N).
     assert out[:, 0].tolist() == [1.0, 4.0, 1.5, 2.5, 3.5]
-    assert build_frame_pooling('spatial_temporal').num_tokens(8, 576) == 584
+    assert build_frame_pooling("spatial_temporal").num_visual_tokens(8, 576) == 584
     none = build_frame_pooling(None)
-    assert none(frames)[:, 0].tolist() == list(range(6)) and none.num_tokens(8, 16) == 128
+    assert none(frames)[:, 0].tolist() == list(range(6)) and none.num_visual_tokens(8, 16) == 128
 
 
 def test_frame_position_embedding():
@@ -50,7 +49,7 @@ def tiny():
     model_cfg = dict(cfg.model, video_pooling='avgpool2x2', frame_position_scale=0.5)
     model = MODELS.build(model_cfg).eval()
     pipeline = Compose([TRANSFORMS.build(step) for step in [
-        dict(type='LoadVisuals', num_frames=4, tokens_per_image=N_TOK,
+        dict(type='LoadVisuals', num_frames=4, num_image_tokens=N_TOK,
              video_pooling='avgpool2x2'),
         dict(type='PadToSquare', background=(122, 116, 104)),
         dict(type='CLIPResizeCrop', size=56),

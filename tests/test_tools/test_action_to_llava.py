@@ -5,14 +5,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_llava import load_tool_module
 
 from mmllava.datasets import (
     MOCAP_ACTION_CLASSES,
     MOCAP_ACTION_QUESTION,
     ActionListDataset,
-    LLaVAInstructDataset,
+    LlavaInstructDataset,
 )
-from mmllava.datasets.mocap_actions import llava_sample, write_rawframes
+from mmllava.utils.video_io import write_rawframes
+
+llava_sample = load_tool_module('tools/dataset_converters/mocap_actions').llava_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / 'tools' / 'dataset_converters' / 'action_to_llava.py'
@@ -106,14 +109,14 @@ def test_errors_name_file_and_line_and_write_nothing(tmp_path, label_map, capsys
 
 
 def test_json_trains_like_the_list(tmp_path, label_map):
-    """The JSON through LLaVAInstructDataset gives the samples ActionListDataset gives."""
+    """The JSON through LlavaInstructDataset gives the samples ActionListDataset gives."""
     frames = np.zeros((4, 16, 16, 3), dtype=np.uint8)
     write_rawframes(str(tmp_path / 'rawframes' / 'jump' / 'v_03'), frames)
     lst = tmp_path / 'frames.txt'
     lst.write_text('jump/v_03 4 2\n')
     out = tmp_path / 'frames.json'
     assert cli_main([lst, label_map, out, '--format', 'rawframes']) == 0
-    from_json = LLaVAInstructDataset(str(out), img_prefix=str(tmp_path / 'rawframes'))
+    from_json = LlavaInstructDataset(str(out), img_prefix=str(tmp_path / 'rawframes'))
     from_list = ActionListDataset(str(lst), str(label_map), 'rawframes',
                                   img_prefix=str(tmp_path / 'rawframes'))
     a, b = from_json.get_data_info(0), from_list.get_data_info(0)

@@ -7,8 +7,7 @@ import torch
 from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
 
 from mmllava.convert import KeyMappingError
-from mmllava.engine.checkpoint import load_weights
-from mmllava.engine.runner import load_partial_weights
+from mmllava.engine.checkpoint import load_partial_weights, load_weights
 from mmllava.registry import MODELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'tools' / 'model_converters'))
@@ -33,8 +32,8 @@ def test_clip_and_llm_bases_load_into_llava(tmp_path):
     base_to_mmllava.main(['llm', str(tmp_path / 'llm'), str(tmp_path / 'llm.safetensors')])
 
     model = MODELS.build(dict(
-        type='LLaVA', vision_encoder=dict(type='HFCLIPVisionEncoder', config=VISION),
-        projector=dict(type='LLaVAProjector', projector_type='mlp2x_gelu'),
+        type='Llava', vision_encoder=dict(type='HFCLIPVisionEncoder', config=VISION),
+        projector=dict(type='LlavaProjector', projector_type='mlp2x_gelu'),
         llm=dict(type='HFCausalLM', config=dict(model_type='llama', **LLM))))
     base = {**load_weights(tmp_path / 'clip.safetensors'),
             **load_weights(tmp_path / 'llm.safetensors')}

@@ -7,14 +7,16 @@ import time
 from pathlib import Path
 
 import pytest
+from fixtures_llava import TINY_CONFIG as TINY
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
-CLIP = ROOT.parent / 'shared/data/real_clips/arm_wrestling.mp4'
+CLIP = ROOT / 'tests/data/real_clips/arm_wrestling.mp4'
 PROMPT = 'USER: '
 ANSWER = 'ASSISTANT: '
 
-pytestmark = pytest.mark.skipif(sys.platform == 'win32', reason='needs a POSIX pseudo-terminal')
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(sys.platform == 'win32',
+                                 reason='needs a POSIX pseudo-terminal')]
 
 
 class Terminal:
@@ -124,12 +126,11 @@ def test_chat_in_a_terminal(terminal, tmp_path):
     follow, _ = ask(term, 'Why?')  # text only, the image stays in context
     assert follow
 
-    if CLIP.exists():
-        start = len(term.output)
-        term.send(f'/video {CLIP}')
-        term.expect('video attached', start)
-        clip_answer, _ = ask(term, 'And in this clip?')
-        assert clip_answer
+    start = len(term.output)
+    term.send(f'/video {CLIP}')
+    term.expect('video attached', start)
+    clip_answer, _ = ask(term, 'And in this clip?')
+    assert clip_answer
 
     start = len(term.output)
     term.send('/reset')

@@ -69,6 +69,7 @@ def data(tmp_path_factory):
                 plain=write_colour_data(root, 32, 'plain'))
 
 
+@pytest.mark.slow
 def test_tiny_finetune_learns(data, tmp_path):
     """Loss over the last iterations is well under half the first ones."""
     cfg = write_config(tmp_path / 'cfg.py', 'llava-tiny_finetune.py', data['vicuna'],
@@ -128,6 +129,7 @@ def test_loss_ignores_masked_and_padded_positions(data):
         assert model({**batch, 'labels': changed}, mode='loss')['loss'] != loss
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_matches_uninterrupted_run(data, tmp_path):
     kwargs = dict(base='llava-tiny_pretrain.py', ann=data['plain'], template='plain',
                   max_iters=8, ckpt_interval=4)
@@ -161,6 +163,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(data, tmp_path):
     assert state and all(k.startswith('projector.') for k in state)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one(data, tmp_path):
     """2 ranks x batch 2 == 1 process x batch 4 (no shuffle, fp32, no dropout)."""
     kwargs = dict(base='llava-tiny_finetune.py', ann=data['vicuna'], template='vicuna_v1',
@@ -193,6 +196,7 @@ def test_ddp_two_cpu_processes_match_one(data, tmp_path):
                                    for n in r0['params']))
 
 
+@pytest.mark.slow
 def test_merge_lora_tool(tmp_path):
     """Adapters trained on top of base weights: merged weights load into the base config and
     give the LoRA model's logits; unmerged ones load into the LoRA config."""

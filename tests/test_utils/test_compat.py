@@ -10,6 +10,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_mmpretrain_models_import_fails_without_shim():
     # The shim is needed only while mmpretrain 1.2.0 breaks beside our transformers; if this
     # starts passing, the shim can go.
@@ -18,6 +19,7 @@ def test_mmpretrain_models_import_fails_without_shim():
     assert 'TypeError' in proc.stderr or 'ImportError' in proc.stderr
 
 
+@pytest.mark.slow
 def test_mmllava_then_mmpretrain_models_import_and_build():
     code = '\n'.join([
         'import mmllava',
@@ -39,11 +41,30 @@ def test_mmllava_then_mmpretrain_models_import_and_build():
     assert 'placeholder raises ImportError' in proc.stdout
 
 
-def test_shim_is_noop_after_models_imported():
+def test_shim_is_noop_after_models_imported(monkeypatch):
     import mmpretrain.models  # noqa: F401  (already importable: mmllava applied the shim)
+    import mmpretrain.utils.dependency as dependency
 
     from mmllava.utils import compat
-    compat.patch_mmpretrain_multimodal()  # must not raise nor re-import
+
+    def no_import(name, *args, **kwargs):
+        raise AssertionError(f'the shim imported {name} after mmpretrain.models')
+
+    monkeypatch.setattr(compat.importlib, 'import_module', no_import)
+    untouched = object()
+    monkeypatch.setattr(dependency, 'WITH_MULTIMODAL', untouched)
+    compat.patch_mmpretrain_multimodal()
+    assert dependency.WITH_MULTIMODAL is untouched
+
+
+def test_shim_switches_multimodal_off_before_models_imported(monkeypatch):
+    import mmpretrain.utils.dependency as dependency
+
+    from mmllava.utils import compat
+    monkeypatch.delitem(sys.modules, 'mmpretrain.models')
+    monkeypatch.setattr(dependency, 'WITH_MULTIMODAL', True)
+    compat.patch_mmpretrain_multimodal()
+    assert dependency.WITH_MULTIMODAL is False
 
 
 if __name__ == '__main__':

@@ -90,7 +90,7 @@ def check(dataset, max_length: Optional[int] = None, max_samples: Optional[int] 
         dict: The report (see the module doc).
     """
     from mmllava.datasets import PROBLEM_NAMES, classify_error, labels_fully_masked
-    from mmllava.datasets.llava_instruct import FULLY_MASKED, TOO_LONG
+    from mmllava.datasets.base import FULLY_MASKED, TOO_LONG
 
     problems = OrderedDict((k, dict(count=0, examples=[])) for k in PROBLEM_NAMES)
 

@@ -1,4 +1,4 @@
-"""Peak memory of closed-set ranking (``LLaVA.score_answers``) at a benchmark shape.
+"""Peak memory of closed-set ranking (``Llava.score_answers``) at a benchmark shape.
 
 The LLM of ``benchmark.py``'s size (``1b``: TinyLlama-1.1B's shape) ranks a label set's class
 names after a clip prompt: ``--frames`` frames of 144 tokens (``avgpool2x2`` of a 24 x 24 CLIP
@@ -55,7 +55,7 @@ def make_inputs(classes: str, frames: int) -> dict:
     """Prompt length and candidate ids of a clip prompt ranking a label set."""
     from mmllava.conversation import SentencePieceTokenizer, tokenize_conversation
     from mmllava.datasets.action_lists import closed_set_question
-    from mmllava.utils.label_map import readable_class_name
+    from mmllava.datasets.label_map import readable_class_name
     if classes != 'ucf101':
         raise ValueError(f'unknown label set {classes!r}')
     names = [readable_class_name(n) for n in UCF101]

@@ -65,7 +65,7 @@ from mmllava.datasets.action_lists import (
     llava_action_sample,
     read_action_list,
 )
-from mmllava.utils.label_map import read_label_map
+from mmllava.datasets.label_map import read_label_map
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-# The tiny rendered LLaVA data (mmllava.datasets.TinyLLaVADataset): coloured shapes, 56 px.
+# The tiny rendered LLaVA data (mmllava.datasets.TinyLlavaDataset): coloured shapes, 56 px.
 # Rendered into `tiny_data_root` on first use when that folder does not exist (a log line
 # says so); any other data in LLaVA JSON works by overriding the paths, e.g.
 #   --cfg-options train_dataloader.dataset.data_root=DIR train_dataloader.dataset.ann_file=FILE
@@ -42,7 +42,7 @@ tiny_pretrain_dataloader = dict(
     # A batch may mix image and text-only samples: keep per-sample inputs apart.
     collate_fn=dict(type='llava_collate'),
     dataset=dict(
-        type='TinyLLaVADataset',
+        type='TinyLlavaDataset',
         data_root=tiny_data_root,
         split='pretrain',
         ann_file='pretrain.json',
@@ -59,7 +59,7 @@ tiny_finetune_dataloader = dict(
     # A batch may mix image and text-only samples: keep per-sample inputs apart.
     collate_fn=dict(type='llava_collate'),
     dataset=dict(
-        type='TinyLLaVADataset',
+        type='TinyLlavaDataset',
         data_root=tiny_data_root,
         split='finetune',
         ann_file='finetune.json',

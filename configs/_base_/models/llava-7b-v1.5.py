@@ -17,9 +17,9 @@ llm = dict(
         hidden_act='silu', tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
         pad_token_id=0))
 model = dict(
-    type='LLaVA',
+    type='Llava',
     vision_encoder=vision_encoder,
-    projector=dict(type='LLaVAProjector', projector_type='mlp2x_gelu'),
+    projector=dict(type='LlavaProjector', projector_type='mlp2x_gelu'),
     llm=llm,
     # Zoo configs leave the tokenizer to the weights folder (tokenizer.model beside the
     # weights); get_model fills it in. A converted folder's config.py names it.

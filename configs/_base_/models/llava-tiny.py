@@ -4,7 +4,7 @@
 tokenizer = dict(type='SentencePieceTokenizer',
                  model_file='{{ fileDirname }}/../../../resources/tiny-tokenizer/tokenizer.model')
 model = dict(
-    type='LLaVA',
+    type='Llava',
     vision_encoder=dict(
         type='HFCLIPVisionEncoder',
         config=dict(hidden_size=64, intermediate_size=256, num_hidden_layers=4,
@@ -12,7 +12,7 @@ model = dict(
                     layer_norm_eps=1e-5, projection_dim=64),
         select_layer=-2,
         select_feature='patch'),
-    projector=dict(type='LLaVAProjector', projector_type='mlp2x_gelu'),
+    projector=dict(type='LlavaProjector', projector_type='mlp2x_gelu'),
     llm=dict(
         type='HFCausalLM',
         config=dict(model_type='llama', hidden_size=128, intermediate_size=352,

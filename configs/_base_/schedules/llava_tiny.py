@@ -7,7 +7,7 @@ max_iters = 60
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.),
-    constructor='LLaVAOptimWrapperConstructor',
+    constructor='LlavaOptimWrapperConstructor',
     accumulative_counts=1)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0, end=2),

@@ -1,8 +1,8 @@
 from .conversation import TokenizeConversation
 from .formatting import PackLlavaInputs
-from .loading import LoadImages, load_image
+from .loading import load_image
 from .processing import CLIPResizeCrop, PadToSquare, SubtractBackground, TemporalChannels
-from .video import LoadVideo, LoadVisuals, load_video_frames, sample_frame_indices
+from .video import LoadImages, LoadVideo, LoadVisuals, load_video_frames, sample_frame_indices
 
 __all__ = [
     'CLIPResizeCrop', 'LoadImages', 'LoadVideo', 'LoadVisuals', 'PackLlavaInputs', 'PadToSquare',

@@ -4,6 +4,7 @@ from typing import Optional, Union
 from mmcv.transforms import BaseTransform
 
 from mmllava.conversation import (
+    answer_token_ids,
     build_tokenizer,
     from_llava_conversations,
     get_template,
@@ -18,9 +19,13 @@ class TokenizeConversation(BaseTransform):
 
     Required keys: ``messages`` (role/content dicts) or ``conversations`` (LLaVA JSON turns).
     Optional keys: ``num_visual_tokens`` (list[int], one count per ``<image>``/``<video>``, in
-    order; overrides ``num_image_tokens``), ``sample_id`` (named in errors).
+    order; overrides ``num_image_tokens``), ``sample_id`` (named in errors),
+    ``answer_candidates`` (list[str]: a closed set of answers to rank, e.g. the classes of an
+    action dataset in test mode).
 
-    Added keys: ``input_ids`` (list[int]), ``labels`` (list[int]), ``prompt`` (str).
+    Added keys: ``input_ids`` (list[int]), ``labels`` (list[int]), ``prompt`` (str) and, with
+    ``answer_candidates``, ``candidate_ids`` (each candidate's ids as the reply under this
+    template, :func:`~mmllava.conversation.answer_token_ids`; made once per candidate set).
 
     With ``add_generation_prompt`` a final assistant message is the reference answer: it is
     left out of the prompt.
@@ -47,6 +52,7 @@ class TokenizeConversation(BaseTransform):
         self.add_generation_prompt = add_generation_prompt
         self.max_length = max_length
         self.truncate = truncate
+        self._candidates = {}  # tuple of answers -> their ids
 
     def _messages(self, results: dict) -> list:
         if results.get('messages') is not None:
@@ -76,6 +82,14 @@ class TokenizeConversation(BaseTransform):
             message = e.args[0] if isinstance(e, KeyError) and e.args else e
             raise ValueError(f'TokenizeConversation: {where}{message}') from e
         results.update(out)
+        candidates = results.get('answer_candidates')
+        if candidates is not None:
+            key = tuple(str(c) for c in candidates)
+            if key not in self._candidates:
+                if not key:
+                    raise ValueError('TokenizeConversation: answer_candidates is empty')
+                self._candidates[key] = answer_token_ids(key, self.tokenizer, self.template)
+            results['candidate_ids'] = self._candidates[key]
         return results
 
     def __repr__(self) -> str:

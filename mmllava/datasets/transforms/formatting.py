@@ -56,7 +56,8 @@ class PackLlavaInputs(BaseTransform):
                  meta_keys: Sequence[str] = ('sample_id', 'question_id', 'image_id', 'prompt',
                                              'question', 'answer_type', 'choices', 'category',
                                              'img_paths', 'ori_shapes', 'img_shapes',
-                                             'invalid_sample'),
+                                             'invalid_sample', 'answer_candidates',
+                                             'candidate_ids'),
                  gt_keys: Sequence[str] = ('gt_answer', 'gt_caption', 'gt_label')):
         self.meta_keys = tuple(meta_keys)
         self.gt_keys = tuple(gt_keys)

@@ -18,13 +18,10 @@ Colour policy (kept identical to what LLaVA sees through transformers' ``convert
 import os
 import os.path as osp
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Union
 
 import numpy as np
-from mmcv.transforms import BaseTransform
 from PIL import Image
-
-from mmllava.registry import TRANSFORMS
 
 ImageSource = Union[str, Path, Image.Image, np.ndarray]
 
@@ -147,54 +144,3 @@ def resolve_source(src, results: dict):
     if prefix and not osp.isabs(path):
         path = osp.join(os.fspath(prefix), path)
     return path, path
-
-
-@TRANSFORMS.register_module()
-class LoadImages(BaseTransform):
-    """Load a sample's images as HxWx3 uint8 RGB arrays.
-
-    Required keys: ``images`` (optional: a missing key or ``None`` gives no images, as
-    text-only samples are valid). Optional keys: ``img_prefix`` (or else ``data_root``), which
-    relative paths are joined to; ``sample_id``, used in error messages.
-
-    Modified keys: ``images``, a list of (H, W, 3) uint8 RGB arrays in the given order.
-
-    Added keys: ``img_paths`` (the resolved path of each image, ``None`` for one given in
-    memory), ``ori_shapes`` and ``img_shapes`` (a list of ``(h, w)`` per image; later transforms
-    that change sizes update ``img_shapes``).
-
-    Args:
-        key (str): the key that holds the sources. Defaults to ``'images'``.
-    """
-
-    def __init__(self, key: str = 'images'):
-        self.key = key
-
-    def transform(self, results: dict) -> dict:
-        """Load every image source in ``results[self.key]``."""
-        sources = results.get(self.key)
-        if sources is None:
-            sources = []
-        elif isinstance(sources, (str, os.PathLike, Image.Image, np.ndarray)):
-            sources = [sources]  # one image given bare
-        images: List[np.ndarray] = []
-        paths: List[Optional[str]] = []
-        for src in sources:
-            src, path = resolve_source(src, results)
-            try:
-                image = load_image(src)
-            except FileNotFoundError as e:
-                raise FileNotFoundError(f'sample {results.get("sample_id")!r}: {e}') from e
-            except (ValueError, TypeError) as e:
-                what = path if path is not None else f'image #{len(images)}'
-                raise type(e)(f'sample {results.get("sample_id")!r}, {what}: {e}') from e
-            images.append(np.array(image, dtype=np.uint8))
-            paths.append(path)
-        results[self.key] = images
-        results['img_paths'] = paths
-        results['ori_shapes'] = [im.shape[:2] for im in images]
-        results['img_shapes'] = [im.shape[:2] for im in images]
-        return results
-
-    def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(key={self.key!r})'

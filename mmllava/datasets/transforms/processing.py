@@ -9,23 +9,18 @@ torchvision backend resizes with its own antialiased bicubic kernel and may diff
 here and there; we do not follow it.
 
 The transforms keep images as (H, W, 3) uint8 arrays; normalization happens in the model's data
-preprocessor with :func:`normalize_pixels`, so batches travel as bytes, not floats.
+preprocessor (:func:`mmllava.models.data_preprocessor.normalize_pixels`), so batches travel as
+bytes, not floats.
 """
 import math
 from typing import List, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from mmcv.transforms import BaseTransform
 from PIL import Image
 
 from mmllava.registry import TRANSFORMS
-
-# OpenAI CLIP statistics (transformers' OPENAI_CLIP_MEAN / OPENAI_CLIP_STD).
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-# The original computes tuple(int(x * 255) for x in image_processor.image_mean): truncation.
-CLIP_MEAN_RGB = tuple(int(x * 255) for x in CLIP_MEAN)  # (122, 116, 104)
+from mmllava.structures import CLIP_MEAN_RGB
 
 _PIL_INTERPOLATION = {
     'nearest': Image.Resampling.NEAREST,
@@ -188,27 +183,6 @@ class CLIPResizeCrop(BaseTransform):
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(size={self.size}, crop_size={self.crop_size}, '
                 f'interpolation={self.interpolation!r})')
-
-
-def normalize_pixels(images: torch.Tensor, mean: Sequence[float] = CLIP_MEAN,
-                     std: Sequence[float] = CLIP_STD) -> torch.Tensor:
-    """Normalize uint8 images as transformers' CLIP processor: ``(x / 255 - mean) / std``.
-
-    Computed in float32 in that order. ``x / 255`` in float32 equals transformers'
-    ``float32(float64(x) * (1 / 255))`` for every byte value; ``x * (1 / 255)`` in float32 does
-    not (it is one ulp off for about half of them).
-
-    Args:
-        images (Tensor): uint8 images, (..., 3, H, W), e.g. (N, 3, H, W).
-        mean (Sequence[float] | Tensor): per-channel mean in [0, 1].
-        std (Sequence[float] | Tensor): per-channel std in [0, 1].
-
-    Returns:
-        Tensor: float32 tensor of the same shape, on the images' device.
-    """
-    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(-1, 1, 1)
-    return (images.to(torch.float32) / 255 - mean) / std
 
 
 @TRANSFORMS.register_module()

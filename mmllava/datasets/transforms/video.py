@@ -20,8 +20,13 @@ from typing import List, Optional, Union
 import numpy as np
 from mmcv.transforms import BaseTransform
 
-from mmllava.conversation import VISUAL_PLACEHOLDERS
 from mmllava.registry import TRANSFORMS
+from mmllava.structures import (
+    POOLING_ALIASES,
+    VISUAL_PLACEHOLDERS,
+    num_visual_tokens,
+    pooling_type,
+)
 
 from .loading import load_image, resolve_source
 
@@ -220,7 +225,7 @@ class LoadVisuals(BaseTransform):
 
     Args:
         num_frames (int): Frames sampled per clip. Defaults to 8 (Video-LLaVA).
-        tokens_per_image (int): Tokens of one encoded frame (576 for CLIP ViT-L/14-336).
+        num_image_tokens (int): Tokens of one encoded frame (576 for CLIP ViT-L/14-336).
         video_pooling (str | dict, optional): The model's ``video_pooling``, to count a clip's
             tokens; a clip of one frame counts as an image, as the model treats it.
         frame_order (str): ``'temporal'`` (default); ``'shuffled'`` (a random permutation of
@@ -235,16 +240,18 @@ class LoadVisuals(BaseTransform):
 
     FRAME_ORDERS = ('temporal', 'shuffled', 'reversed')
 
-    def __init__(self, num_frames: int = 8, tokens_per_image: int = 576,
+    def __init__(self, num_frames: int = 8, num_image_tokens: Optional[int] = 576,
                  video_pooling: Union[None, str, dict] = None, frame_order: str = 'temporal',
                  seed: int = 0, temporal_jitter: bool = False):
-        from mmllava.models.video import build_frame_pooling  # torch only, no model weights
         if frame_order not in self.FRAME_ORDERS:
             raise ValueError(f'frame_order must be one of {self.FRAME_ORDERS}, '
                              f'got {frame_order!r}')
         self.num_frames = num_frames
-        self.tokens_per_image = tokens_per_image
-        self.video_pooling = build_frame_pooling(video_pooling)
+        self.num_image_tokens = num_image_tokens
+        if pooling_type(video_pooling) not in POOLING_ALIASES.values():
+            raise ValueError(f'video_pooling must be None or one of {sorted(POOLING_ALIASES)} '
+                             f'(or their class names), got {video_pooling!r}')
+        self.video_pooling = video_pooling
         self.frame_order = frame_order
         self.seed = seed
         self.temporal_jitter = temporal_jitter
@@ -259,9 +266,7 @@ class LoadVisuals(BaseTransform):
         return frames
 
     def _tokens(self, frames: int) -> int:
-        if frames == 1:
-            return self.tokens_per_image
-        return self.video_pooling.num_tokens(frames, self.tokens_per_image)
+        return num_visual_tokens(self.video_pooling, frames, self.num_image_tokens)
 
     @staticmethod
     def _sources(results: dict, key: str) -> list:
@@ -313,7 +318,11 @@ class LoadVisuals(BaseTransform):
         results['images'] = frames
         results['visual_frames'] = counts
         results['visual_kinds'] = list(order)
-        results['num_visual_tokens'] = [self._tokens(n) for n in counts]
+        if self.num_image_tokens is not None:
+            results['num_visual_tokens'] = [self._tokens(n) for n in counts]
+        elif 'video' in order:
+            raise ValueError(f'{type(self).__name__}: sample {sid!r} has a clip: its token count '
+                             'needs num_image_tokens (the tokens of one encoded frame)')
         results['img_paths'] = paths
         results['ori_shapes'] = [f.shape[:2] for f in frames]
         results['img_shapes'] = [f.shape[:2] for f in frames]
@@ -321,12 +330,24 @@ class LoadVisuals(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(num_frames={self.num_frames}, '
-                f'tokens_per_image={self.tokens_per_image}, '
+                f'num_image_tokens={self.num_image_tokens}, '
                 f'video_pooling={self.video_pooling!r}, frame_order={self.frame_order!r}, '
                 f'temporal_jitter={self.temporal_jitter})')
 
 
+@TRANSFORMS.register_module()
+class LoadImages(LoadVisuals):
+    """:class:`LoadVisuals` under the name of image pipelines.
 
-# ``LoadVideo`` is the same transform under the name the issue uses.
+    The one difference: without ``num_image_tokens`` no token count is added per image, so
+    ``TokenizeConversation``'s ``num_image_tokens`` (where image-only pipelines set it) counts
+    them. A clip then needs ``num_image_tokens``.
+    """
+
+    def __init__(self, num_image_tokens: Optional[int] = None, **kwargs):
+        super().__init__(num_image_tokens=num_image_tokens, **kwargs)
+
+
+# The same transform under the name of video pipelines.
 TRANSFORMS.register_module(name='LoadVideo', module=LoadVisuals)
 LoadVideo = LoadVisuals

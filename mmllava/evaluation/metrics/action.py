@@ -4,8 +4,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from mmllava.datasets.label_map import read_label_map
 from mmllava.registry import METRICS
-from mmllava.utils.label_map import read_label_map
 
 from .base import (
     ID_KEYS,
@@ -52,8 +52,10 @@ class ActionAccuracy(GenerationMetric):
     class). It has no scores; every other sample must have them, or none does.
 
     Args:
-        classes (Sequence[str] | str): Class names, or a label map file (one name a line, as
-            words: :func:`mmllava.utils.label_map.read_label_map`).
+        classes (Sequence[str] | str, optional): Class names, or a label map file (one name a
+            line, as words: :func:`mmllava.datasets.label_map.read_label_map`). By default the
+            evaluated dataset's ``classes`` (its ``metainfo``, which mmengine's loops give the
+            metric as ``dataset_meta``), so a config states its label map once.
         topk (Sequence[int]): The k of top-k with scores. Defaults to (1, 5).
         pairs (Sequence[Sequence[str]]): Class pairs whose joint accuracy is reported.
         per_class (bool): Report each class's accuracy.
@@ -66,13 +68,33 @@ class ActionAccuracy(GenerationMetric):
     default_prefix = 'action'
     gt_key = 'gt_label'
 
-    def __init__(self, classes: Union[Sequence[str], str], topk: Sequence[int] = (1, 5),
-                 pairs: Sequence[Sequence[str]] = (), per_class: bool = False,
-                 confusion_matrix: Optional[str] = None, **kwargs):
+    def __init__(self, classes: Union[None, Sequence[str], str] = None,
+                 topk: Sequence[int] = (1, 5), pairs: Sequence[Sequence[str]] = (),
+                 per_class: bool = False, confusion_matrix: Optional[str] = None, **kwargs):
         super().__init__(**kwargs)
         self.per_class = per_class
         self.confusion_matrix = confusion_matrix
-        self.classes = read_label_map(classes) if isinstance(classes, str) else list(classes)
+        self.topk = tuple(topk)
+        self._pairs = [tuple(pair) for pair in pairs]
+        self.classes = None
+        if classes is not None:
+            self._set_classes(read_label_map(classes) if isinstance(classes, str)
+                              else list(classes))
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        """The evaluated dataset's metainfo; its ``classes`` are used unless given."""
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self._dataset_meta = meta
+        if self.classes is None and meta and meta.get('classes') is not None:
+            self._set_classes([str(name) for name in meta['classes']])
+
+    def _set_classes(self, classes: List[str]) -> None:
+        """Take the class names; check they differ and that ``pairs`` names two of them."""
+        self.classes = classes
         index = {}
         for i, name in enumerate(self.classes):
             key = normalize_action(name)
@@ -81,9 +103,8 @@ class ActionAccuracy(GenerationMetric):
                                  'the same after normalization')
             index[key] = i
         self.index = index
-        self.topk = tuple(topk)
         self.pairs = []
-        for pair in pairs:
+        for pair in self._pairs:
             if len(pair) != 2 or any(normalize_action(n) not in index for n in pair):
                 raise ValueError(f'pairs: {pair!r} is not two of the classes {self.classes}')
             self.pairs.append(tuple(pair))
@@ -115,6 +136,9 @@ class ActionAccuracy(GenerationMetric):
         return int(gt)
 
     def score(self, records: List[dict]) -> Dict[str, float]:
+        if self.classes is None:
+            raise ValueError('ActionAccuracy has no classes: give classes=, or evaluate a '
+                             'dataset whose metainfo has them (ActionListDataset)')
         labels = np.array([self._label(r) for r in records])
         invalid = np.array([is_invalid(r) for r in records], dtype=bool)
         text_pred = np.array([-1 if is_invalid(r) else self.index.get(normalize_action(r['pred']),

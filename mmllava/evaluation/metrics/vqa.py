@@ -22,13 +22,14 @@ from typing import Dict, List, Optional, Sequence
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger
 
-# The official tables and rules (punctuation list, number words, articles, contractions), as
-# mmpretrain carries them verbatim from vqaEval.py.
-from mmpretrain.evaluation.metrics.vqa import _process_digit_article, _process_punctuation
-
 from mmllava.registry import METRICS
+from mmllava.utils.compat import vqa_text_rules
 
 from .base import ID_KEYS, PRED_KEYS, GenerationMetric, first_key, is_invalid, percent
+
+# The official tables and rules (punctuation list, number words, articles, contractions), as
+# mmpretrain carries them verbatim from vqaEval.py.
+_process_punctuation, _process_digit_article = vqa_text_rules()
 
 
 def process_punctuation(text: str) -> str:

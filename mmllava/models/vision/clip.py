@@ -55,7 +55,7 @@ class HFCLIPVisionEncoder(nn.Module):
         return self.config.hidden_size
 
     @property
-    def num_tokens(self) -> int:
+    def num_image_tokens(self) -> int:
         """Tokens per image after feature selection."""
         patches = (self.config.image_size // self.config.patch_size)**2
         return patches + (1 if self.select_feature == 'cls_patch' else 0)
@@ -71,7 +71,7 @@ class HFCLIPVisionEncoder(nn.Module):
             pixel_values (Tensor): Normalized images, (N, 3, H, W).
 
         Returns:
-            Tensor: Selected features, (N, num_tokens, hidden_size).
+            Tensor: Selected features, (N, num_image_tokens, hidden_size).
         """
         vm = self.vision_model
         hidden = vm.embeddings(pixel_values.to(self.dtype))
@@ -119,7 +119,7 @@ class OpenCLIPVisionEncoder(nn.Module):
         return self._width
 
     @property
-    def num_tokens(self) -> int:
+    def num_image_tokens(self) -> int:
         return self._num_patches + (1 if self.select_feature == 'cls_patch' else 0)
 
     @property
@@ -127,7 +127,7 @@ class OpenCLIPVisionEncoder(nn.Module):
         return self.visual.conv1.weight.dtype
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Encode images into (N, num_tokens, hidden_size) features."""
+        """Encode images into (N, num_image_tokens, hidden_size) features."""
         visual = self.visual
         x = visual._embeds(pixel_values.to(self.dtype))  # conv, CLS, positions, ln_pre
         batch_first = getattr(visual.transformer, 'batch_first', True)

@@ -1,7 +1,4 @@
-"""The smallest shims that let our pinned dependencies work together.
-
-Each shim says what breaks without it, and is covered by ``tests/test_utils/test_compat.py``.
-"""
+"""mmpretrain beside transformers 5: its multimodal package off, its VQA text rules public."""
 import importlib
 import sys
 
@@ -26,6 +23,16 @@ def patch_mmpretrain_multimodal() -> None:
     dependency.WITH_MULTIMODAL = False
 
 
-def apply_all() -> None:
-    """Apply every shim; called once by ``import mmllava``."""
-    patch_mmpretrain_multimodal()
+def vqa_text_rules():
+    """The official VQA answer rules as mmpretrain carries them (``processPunctuation``,
+    ``processDigitArticle`` of vqaEval.py, verbatim tables of punctuation, number words,
+    articles and contractions).
+
+    Why: they are private functions of ``mmpretrain.evaluation.metrics.vqa``; reading them
+    here keeps that private import in one place (and one test) should mmpretrain rename them.
+
+    Returns:
+        tuple: ``(process_punctuation, process_digit_article)``.
+    """
+    from mmpretrain.evaluation.metrics import vqa
+    return vqa._process_punctuation, vqa._process_digit_article
