@@ -196,10 +196,8 @@ class SubtractBackground(BaseTransform):
     ``'shift'`` only moves the colours so the ground becomes mid-grey.
 
     Why: a vision tower trained from scratch on a few thousand clips (the MoCap-Actions model)
-    otherwise spends its data learning colour invariance. Measured with a small ViT probe on
-    MoCap-Actions (2,200 training clips, 600 steps): 9% validation accuracy without this
-    transform (chance is 7%), 44% with ``'shift'``, 59% with ``'magnitude'``. Pretrained CLIP
-    towers do not need it.
+    otherwise spends its data learning colour invariance (measurements:
+    ``docs/mocap_actions.md``). Pretrained CLIP towers do not need it.
 
     Required keys: ``images`` (list of (H, W, 3) uint8 arrays; may be empty).
     Modified keys: ``images``.
@@ -257,14 +255,9 @@ class TemporalChannels(BaseTransform):
     reversed frames shuffle or reverse the motion too, so the frame-order probes stay
     meaningful. Images (one frame) become grey and still (``'differences'``: 128 motion).
 
-    Why ``'differences'``: measured on MoCap-Actions (walking against walking backward, 3,200
-    training clips, the seed-1 test split) with a small CLIP ViT + LLaMA probe trained from
-    scratch for 1,000 steps, ``'frames'`` stayed at chance (50%, the training loss never left
-    0.69), ``'differences'`` reached 90% (two seeds). The same motion, linearly mixed, is
-    there in both; a tower trained from scratch finds it only when it is explicit and a still
-    background is zero. The default MoCap-Actions model uses ``'differences'`` (with the pair
-    oversampled): walking pair 87.5%, getting-up pair 92.5%, against 50.0% and 90.0% for its
-    grey-frame predecessor (README, "Action understanding").
+    Why ``'differences'``: the same motion is there, linearly mixed, in ``'frames'`` too, but a
+    tower trained from scratch finds it only when it is explicit and a still background is
+    zero (measurements: ``docs/mocap_actions.md``). The default MoCap-Actions model uses it.
 
     Required keys: ``images``; ``visual_frames`` (set by :class:`LoadVisuals`) when the sample
     holds more than its clip. Modified keys: ``images``.
