@@ -348,6 +348,6 @@ class LoadImages(LoadVisuals):
         super().__init__(num_image_tokens=num_image_tokens, **kwargs)
 
 
-# The same transform under the name of video pipelines.
-TRANSFORMS.register_module(name='LoadVideo', module=LoadVisuals)
-LoadVideo = LoadVisuals
+@TRANSFORMS.register_module()
+class LoadVideo(LoadVisuals):
+    """:class:`LoadVisuals` under the name of video pipelines (the same transform)."""
