@@ -7,7 +7,7 @@ import sys
 from setuptools import find_packages, setup
 
 # What the zoo and the tools need beside the package (mim-style, as mmpretrain's setup.py):
-# copied into mmllava/.mim on install, linked there for an editable one.
+# copied into mmllava/.mim for a wheel or a plain install (an editable one reads the checkout).
 MIM_FILES = ('configs', 'tools', 'demo', 'resources', 'model-index.yml')
 
 
@@ -26,9 +26,9 @@ def read_version() -> str:
 
 
 def add_mim_extension() -> None:
-    """Put ``MIM_FILES`` into ``mmllava/.mim``: links for ``pip install -e``, copies for a
-    wheel or ``pip install .``, so that ``mmllava.apis.list_models`` and ``get_model`` find
-    their configs and shipped weights either way."""
+    """Copy ``MIM_FILES`` into ``mmllava/.mim`` for a wheel, an sdist or ``pip install .``, so
+    that ``mmllava.apis.list_models`` and ``get_model`` find their configs and shipped weights
+    without the checkout."""
     if not {'bdist_wheel', 'build', 'build_py', 'install', 'sdist'} & set(sys.argv[1:]):
         return  # metadata only, or an editable install: that reads the repository itself
     here = osp.dirname(osp.abspath(__file__))

@@ -63,7 +63,7 @@ def save_frames_picture(frames, answer: str, path: str, title: str = '') -> str:
 def main():
     args = parse_args()
     from mmllava.apis import LlavaInferencer, load_model
-    from mmllava.apis.inference import build_inference_pipeline
+    from mmllava.apis.pipeline import build_inference_pipeline
 
     clip = load_clip(args.clip)
     start = time.perf_counter()

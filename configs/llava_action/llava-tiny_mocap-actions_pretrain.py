@@ -3,7 +3,8 @@
 # feature-alignment stage: the `plain` template, so a sample is the clip's tokens followed by
 # its caption (the class name) and nothing else. Unlike LLaVA's stage 1 every part trains
 # (nothing here is pretrained); the short sequences make it the cheap stage in which the
-# vision tower learns to see.
+# vision tower learns to see. Training only: the model is tested (and served) after stage 2,
+# whose config holds the test pipeline, loader and metric.
 #   python tools/train.py configs/llava_action/llava-tiny_mocap-actions_pretrain.py
 _base_ = ['../_base_/models/llava-tiny_mocap-actions.py', '../_base_/schedules/llava_tiny.py']
 

@@ -17,7 +17,7 @@ LOADERS = ('LoadImages', 'LoadVisuals', 'LoadVideo')
 
 
 def fill_pipeline(steps: list, model: torch.nn.Module, any_visuals: bool = False,
-                  num_frames: Optional[int] = None) -> List[dict]:
+                  num_frames: Optional[int] = None, tokenizer=None) -> List[dict]:
     """The steps, completed from the model where the config leaves them out.
 
     ``TokenizeConversation`` gets the model's tokenizer (its config's, else the built one) and
@@ -29,6 +29,8 @@ def fill_pipeline(steps: list, model: torch.nn.Module, any_visuals: bool = False
         model: A LLaVA.
         any_visuals (bool): Load images and clips alike.
         num_frames (int, optional): Frames per clip for a loader that does not say (else 8).
+        tokenizer (optional): A built tokenizer for the steps that name none, used as it is
+            (not copied), before the model's config's.
 
     Raises:
         ValueError: No tokenizer anywhere.
@@ -42,14 +44,16 @@ def fill_pipeline(steps: list, model: torch.nn.Module, any_visuals: bool = False
         elif step['type'] == 'TokenizeConversation':
             if step.get('tokenizer') is None:
                 cfg = getattr(model, 'cfg', None)
-                tokenizer = cfg.model.get('tokenizer') if cfg is not None else None
-                if tokenizer is None:
-                    tokenizer = model.tokenizer
-                if tokenizer is None:
+                found = tokenizer
+                if found is None and cfg is not None:
+                    found = cfg.model.get('tokenizer')
+                if found is None:
+                    found = model.tokenizer
+                if found is None:
                     raise ValueError('The model has no tokenizer: set model.tokenizer in the '
                                      'config or pass pretrained weights whose folder holds '
                                      'tokenizer.model or tokenizer.json')
-                step['tokenizer'] = tokenizer
+                step['tokenizer'] = found
             step.setdefault('num_image_tokens', model.num_image_tokens)
         out.append(step)
     return out
@@ -72,11 +76,8 @@ def build_inference_pipeline(model: torch.nn.Module, cfg: Optional[Config] = Non
     if cfg.get('test_pipeline') is None:
         raise ValueError('The config has no test_pipeline to run inference with')
     # The built tokenizer: inference runs in this process, no need to build it again.
-    steps = [dict(s, tokenizer=s.get('tokenizer') or model.tokenizer)
-             if s['type'] == 'TokenizeConversation' and model.tokenizer is not None else s
-             for s in cfg.test_pipeline]
-    return Compose(fill_pipeline(steps, model, any_visuals=True,
-                                 num_frames=cfg.get('num_frames')))
+    return Compose(fill_pipeline(cfg.test_pipeline, model, any_visuals=True,
+                                 num_frames=cfg.get('num_frames'), tokenizer=model.tokenizer))
 
 
 def closed_set_classes(cfg: Config) -> Optional[List[str]]:
@@ -92,5 +93,16 @@ def closed_set_classes(cfg: Config) -> Optional[List[str]]:
         import os.path as osp
         root = dataset.get('data_root') or ''
         path = label_map if osp.isabs(label_map) or not root else osp.join(root, label_map)
-        return read_label_map(path)
-    return [str(name) for name in label_map]
+        try:
+            return read_label_map(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f'test_dataloader.dataset.label_map: {path} not found. A closed-set model ranks '
+                'the classes of its test dataset: put the label map there, point label_map at '
+                'it, or set test_dataloader.dataset.rank_classes=False to answer by text '
+                'only') from None
+    names = [str(name) for name in label_map]
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f'test_dataloader.dataset.label_map: expected distinct class names, '
+                         f'got {names}')
+    return names

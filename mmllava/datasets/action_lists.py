@@ -37,13 +37,9 @@ from mmllava.conversation import from_llava_conversations
 from mmllava.datasets.label_map import read_label_map
 from mmllava.registry import DATASETS
 
+from .base import MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
 from .invalid_samples import LlavaCompose
-from .llava_instruct import (
-    MISSING_IMAGE,
-    BaseLlavaDataset,
-    InvalidSampleError,
-    _count_words,
-)
+from .llava_instruct import _count_words
 
 LIST_FORMATS = ('videos', 'rawframes', 'images')
 QUESTION_MODES = ('closed', 'open')

@@ -1,9 +1,13 @@
 """Ground-truth readers of the benchmarks' official annotation files.
 
-One reader per format, shared by the datasets (which build samples from these files) and by
-:mod:`mmllava.evaluation.offline` (which scores prediction files against them), so a run and an
-offline scoring agree on what is true. Each returns ``({sample id: fields}, metric keywords)``
-and raises :class:`AnnotationError` naming the file and the record at fault.
+One reader per format, used by :mod:`mmllava.evaluation.offline` (which scores prediction
+files against them) and shared with the datasets that read the same files for their truth
+(ScienceQA, POPE, GQA, TextVQA; action lists through
+:func:`~mmllava.datasets.action_lists.read_action_list`), so a run and an offline scoring agree
+on what is true. VQAv2 and COCO caption datasets read their question and image files
+themselves; their answers and captions are checked here when scored offline. Each reader
+returns ``({sample id: fields}, metric keywords)`` and raises :class:`AnnotationError`
+naming the file and the record at fault.
 """
 import json
 import os.path as osp

@@ -46,25 +46,12 @@ def is_visual_error(error: Optional[BaseException]) -> bool:
 
 
 class LlavaCompose(Compose):
-    """mmengine's ``Compose``, marking the errors of visual-loading transforms.
+    """mmengine's ``Compose``: the pipeline type of mmllava's datasets.
 
-    A ``ValueError`` or ``OSError`` raised by one of :data:`VISUAL_LOADERS` gets the attribute
-    ``visual_error = True`` and is re-raised unchanged (same type, same message), so that the
-    dataset can tell an unreadable file from a failing transform (:func:`is_visual_error`).
+    The visual loaders (:data:`VISUAL_LOADERS`) mark the errors of reading a file with
+    ``visual_error = True`` (same type, same message), so that the dataset can tell an
+    unreadable file from a failing transform (:func:`is_visual_error`).
     """
-
-    def __call__(self, data: dict) -> Optional[dict]:
-        """Run the transforms in order; ``None`` from one stops the pipeline (as mmengine)."""
-        for t in self.transforms:
-            try:
-                data = t(data)
-            except (ValueError, OSError) as e:
-                if isinstance(t, VISUAL_LOADERS):
-                    e.visual_error = True
-                raise
-            if data is None:
-                return None
-        return data
 
 
 def invalid_stub(pipeline: Compose, info: dict, reason: str) -> Optional[dict]:

@@ -194,5 +194,5 @@ def build_runner(cfg) -> Runner:
 
 __all__ = [
     'LlavaFlexibleRunner', 'LlavaRunner', 'ResumeOutsideWorkDirError', 'build_runner',
-    'check_resume_path', 'trusted_torch_load'
+    'check_resume_path'
 ]

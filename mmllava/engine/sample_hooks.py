@@ -128,6 +128,7 @@ class EvaluateChatHook(Hook):
         self.split = split
         self.max_new_tokens = max_new_tokens
         self._samples: Optional[list] = None
+        self._classes: Optional[list] = None
 
     def _answer(self, runner, when: str) -> None:
         model = _unwrap(runner.model)
@@ -139,6 +140,7 @@ class EvaluateChatHook(Hook):
                 self._samples = []
             else:
                 self._samples = [dataset[i] for i in self.indices if i < len(dataset)]
+                self._classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
         if not self._samples:
             return
         samples = copy.deepcopy(self._samples)
@@ -158,7 +160,7 @@ class EvaluateChatHook(Hook):
             answer = out.get('pred_answer', out.get('pred_caption'))
             question = str(out.metainfo.get('prompt', ''))[-80:].replace('\n', ' ')
             line = f'  {out.metainfo.get("sample_id")!r}: ...{question} -> {answer!r}'
-            names = out.metainfo.get('answer_candidates')
+            names = out.metainfo.get('answer_candidates') or self._classes
             if 'pred_label' in out and names:
                 line += f' (ranked first: {names[int(out.pred_label)]!r})'
             if 'gt_label' in out and names:

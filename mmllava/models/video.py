@@ -25,8 +25,8 @@ from typing import Union
 import torch
 
 from mmllava.registry import MODELS
-from mmllava.structures import POOLING_ALIASES, num_visual_tokens
-from mmllava.structures.visual_tokens import grid_side
+from mmllava.structures import POOLING_ALIASES
+from mmllava.structures.visual_tokens import builtin_num_visual_tokens, grid_side
 
 
 @MODELS.register_module()
@@ -36,7 +36,7 @@ class NoFramePooling:
     def num_visual_tokens(self, num_frames: int, num_image_tokens: int) -> int:
         """Tokens given to a clip of ``num_frames`` frames
         (:func:`mmllava.structures.num_visual_tokens`)."""
-        return num_visual_tokens(self, num_frames, num_image_tokens)
+        return builtin_num_visual_tokens(type(self), num_frames, num_image_tokens)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * N, C)."""

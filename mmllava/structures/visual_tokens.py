@@ -16,6 +16,18 @@ POOLING_ALIASES = {
 }
 
 
+def _avgpool2x2(num_frames: int, num_image_tokens: int) -> int:
+    return num_frames * (grid_side(num_image_tokens) // 2)**2
+
+
+# Registered class name -> the placeholder count of a clip of (frames, tokens per frame).
+_COUNTS = {
+    'NoFramePooling': lambda t, n: t * n,
+    'AvgPool2x2FramePooling': _avgpool2x2,
+    'SpatialTemporalFramePooling': lambda t, n: t + n,
+}
+
+
 def pooling_type(cfg: Union[None, str, dict, object]) -> str:
     """The registered class name of a pooling given as ``None``, a short name, a config or an
     instance (its class name)."""
@@ -46,6 +58,9 @@ def num_visual_tokens(pooling: Union[None, str, dict, object], num_frames: int,
     A visual of one frame (an image) is never pooled. Clips: ``NoFramePooling`` keeps
     ``T * N``, ``AvgPool2x2FramePooling`` ``T * (sqrt(N) // 2) ** 2`` (an odd side drops its
     last row and column, as ``F.avg_pool2d``), ``SpatialTemporalFramePooling`` ``T + N``.
+    Any other pooling registered in ``MODELS`` counts its own tokens: its
+    ``num_visual_tokens(num_frames, num_image_tokens)`` method (a subclass of a built-in one
+    that does not define it counts as its parent).
 
     Args:
         pooling: The pooling (``None``, a short name, a config or an instance).
@@ -58,11 +73,30 @@ def num_visual_tokens(pooling: Union[None, str, dict, object], num_frames: int,
     if num_frames == 1:
         return num_image_tokens
     kind = pooling_type(pooling)
-    if kind == 'NoFramePooling':
-        return num_frames * num_image_tokens
-    if kind == 'AvgPool2x2FramePooling':
-        return num_frames * (grid_side(num_image_tokens) // 2)**2
-    if kind == 'SpatialTemporalFramePooling':
-        return num_frames + num_image_tokens
-    raise ValueError(f'Unknown frame pooling {kind!r}; one of {sorted(POOLING_ALIASES)} '
-                     f'({sorted(POOLING_ALIASES.values())})')
+    if kind in _COUNTS:
+        return _COUNTS[kind](num_frames, num_image_tokens)
+    if isinstance(pooling, (str, dict)):
+        from mmllava.registry import MODELS  # a custom pooling: its own count
+        if MODELS.get(kind) is None:
+            raise ValueError(f'Unknown frame pooling {kind!r}; one of {sorted(POOLING_ALIASES)} '
+                             f'({sorted(_COUNTS)}) or a pooling registered in MODELS')
+        pooling = MODELS.build(dict(pooling) if isinstance(pooling, dict) else dict(type=kind))
+    for cls in type(pooling).__mro__:
+        if cls.__name__ in _COUNTS:
+            return _COUNTS[cls.__name__](num_frames, num_image_tokens)
+        if 'num_visual_tokens' in cls.__dict__:
+            return pooling.num_visual_tokens(num_frames, num_image_tokens)
+    raise ValueError(f'Frame pooling {kind!r} has no num_visual_tokens(num_frames, '
+                     'num_image_tokens) method')
+
+
+def builtin_num_visual_tokens(cls: type, num_frames: int, num_image_tokens: int) -> int:
+    """The count of the first built-in pooling among ``cls`` and its bases (what a pooling
+    class that does not count its own tokens gives)."""
+    if num_frames == 1:
+        return num_image_tokens
+    for base in cls.__mro__:
+        if base.__name__ in _COUNTS:
+            return _COUNTS[base.__name__](num_frames, num_image_tokens)
+    raise ValueError(f'{cls.__name__} is not a built-in frame pooling: give it a '
+                     'num_visual_tokens(num_frames, num_image_tokens) method')

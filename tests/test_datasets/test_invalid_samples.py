@@ -21,6 +21,7 @@ from mmllava.datasets import (
     VQAv2Dataset,
     llava_collate,
 )
+from mmllava.datasets.invalid_samples import is_visual_error
 from mmllava.models.data_preprocessor import LlavaDataPreprocessor
 from mmllava.utils.video_io import write_mp4
 
@@ -206,3 +207,15 @@ def test_missing_at_init_kept_as_misses_in_every_dataset(tmp_path):
     with pytest.raises(InvalidSampleError, match="sample 'b'.*image file not found"):
         LlavaInstructDataset(str(tmp_path / 'ann.json'), img_prefix=str(tmp_path),
                              test_mode=True, fail_on_invalid=True)
+
+
+def test_config_errors_stop_a_test_run_they_are_not_misses(clips):
+    """Only a file that cannot be read is a miss: a pipeline that cannot count a clip's tokens
+    (LoadImages without num_image_tokens) raises in test mode too, before decoding."""
+    ds = ActionListDataset(str(clips / 'list.txt'), CLASSES, img_prefix=str(clips),
+                           pipeline=pipeline(dict(type='LoadImages')), test_mode=True)
+    with pytest.raises(ValueError, match='needs num_image_tokens') as info:
+        ds[0]
+    assert not is_visual_error(info.value)
+    good = actions(clips)[0]  # the same clip with a loader that counts it
+    assert 'invalid_sample' not in good['data_samples'].metainfo

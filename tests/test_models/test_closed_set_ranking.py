@@ -218,3 +218,17 @@ def test_lora_model_ranks_through_its_adapters():
         want = brute_force(lora, [prompt], candidates)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
     assert np.isfinite(got.numpy()).all()
+
+
+def test_inference_pipeline_uses_the_models_tokenizer(model):
+    """Inference runs in the model's process: its built tokenizer is used, not a copy."""
+    from mmllava.apis.pipeline import build_inference_pipeline
+    steps = build_inference_pipeline(model).transforms
+    tokenize = next(t for t in steps if type(t).__name__ == 'TokenizeConversation')
+    assert tokenize.tokenizer is model.tokenizer
+
+
+def test_duplicate_classes_are_refused():
+    cfg = Config(dict(test_dataloader=dict(dataset=dict(label_map=['a', 'b', 'a']))))
+    with pytest.raises(ValueError, match='test_dataloader.dataset.label_map: expected distinct'):
+        closed_set_classes(cfg)

@@ -139,3 +139,34 @@ def test_frame_count_mismatch_raises(tiny):
     model, _ = tiny
     with pytest.raises(ValueError, match='do not match the 3 frames'):
         model.encode_visuals(torch.zeros(3, 3, 56, 56), [1, 1])
+
+
+def test_custom_pooling_counts_its_own_tokens():
+    """A pooling registered by a user counts its tokens itself, for the loader and the model
+    alike; a subclass of a built-in one that does not, counts as its parent."""
+    import torch
+
+    from mmllava.datasets.transforms import LoadVisuals
+    from mmllava.models import AvgPool2x2FramePooling, NoFramePooling
+    from mmllava.registry import MODELS
+    from mmllava.structures import num_visual_tokens
+
+    class FirstFramePooling(NoFramePooling):
+        def num_visual_tokens(self, num_frames, num_image_tokens):
+            return num_image_tokens  # the first frame's, however many frames
+
+        def __call__(self, frames):
+            return frames[0]
+
+    class MyAvgPool(AvgPool2x2FramePooling):
+        pass
+
+    MODELS.register_module(name='FirstFramePooling', module=FirstFramePooling, force=True)
+    frames = torch.zeros(4, 16, 3)
+    assert num_visual_tokens('FirstFramePooling', 4, 16) == 16  # not 4 x 16
+    assert FirstFramePooling()(frames).shape[0] == 16
+    assert num_visual_tokens(MyAvgPool(), 4, 16) == 16 == MyAvgPool().num_visual_tokens(4, 16)
+    loader = LoadVisuals(num_frames=4, num_image_tokens=16, video_pooling='FirstFramePooling')
+    assert loader._tokens(4) == 16 and loader._tokens(1) == 16
+    with pytest.raises(ValueError, match="Unknown frame pooling 'NoSuchPooling'"):
+        LoadVisuals(video_pooling='NoSuchPooling')

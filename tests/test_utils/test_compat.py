@@ -42,6 +42,8 @@ def test_mmllava_then_mmpretrain_models_import_and_build():
 
 
 def test_shim_is_noop_after_models_imported(monkeypatch):
+    import importlib
+
     import mmpretrain.models  # noqa: F401  (already importable: mmllava applied the shim)
     import mmpretrain.utils.dependency as dependency
 
@@ -50,7 +52,7 @@ def test_shim_is_noop_after_models_imported(monkeypatch):
     def no_import(name, *args, **kwargs):
         raise AssertionError(f'the shim imported {name} after mmpretrain.models')
 
-    monkeypatch.setattr(compat.importlib, 'import_module', no_import)
+    monkeypatch.setattr(importlib, 'import_module', no_import)
     untouched = object()
     monkeypatch.setattr(dependency, 'WITH_MULTIMODAL', untouched)
     compat.patch_mmpretrain_multimodal()

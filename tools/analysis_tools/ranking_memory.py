@@ -53,7 +53,11 @@ UCF101 = (
 
 def make_inputs(classes: str, frames: int) -> dict:
     """Prompt length and candidate ids of a clip prompt ranking a label set."""
-    from mmllava.conversation import SentencePieceTokenizer, tokenize_conversation
+    from mmllava.conversation import (
+        SentencePieceTokenizer,
+        answer_token_ids,
+        tokenize_conversation,
+    )
     from mmllava.datasets.action_lists import closed_set_question
     from mmllava.datasets.label_map import readable_class_name
     if classes != 'ucf101':
@@ -63,11 +67,7 @@ def make_inputs(classes: str, frames: int) -> dict:
     prompt = tokenize_conversation(
         [dict(role='user', content='<video>\n' + closed_set_question(names))], tok,
         'vicuna_v1', num_visual_tokens=frames * TOKENS_PER_FRAME, add_generation_prompt=True)
-    candidates = []
-    for name in names:
-        out = tokenize_conversation([dict(role='user', content='?'),
-                                     dict(role='assistant', content=name)], tok, 'vicuna_v1')
-        candidates.append([t for t in out['labels'] if t != -100])
+    candidates = answer_token_ids(names, tok, 'vicuna_v1')
     return dict(classes=classes, frames=frames, prompt_tokens=len(prompt['input_ids']),
                 candidates=candidates)
 

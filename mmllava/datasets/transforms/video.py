@@ -19,13 +19,12 @@ from typing import List, Optional, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from PIL import Image
 
 from mmllava.registry import TRANSFORMS
 from mmllava.structures import (
-    POOLING_ALIASES,
     VISUAL_PLACEHOLDERS,
     num_visual_tokens,
-    pooling_type,
 )
 
 from .loading import load_image, resolve_source
@@ -203,6 +202,14 @@ def _placeholder_order(results: dict) -> Optional[List[str]]:
     return [m.group(0)[1:-1] for t in texts for m in _PLACEHOLDER.finditer(str(t))]
 
 
+def _visual_error(error: BaseException) -> BaseException:
+    """Mark an error of reading a visual (a missing, truncated or undecodable file): in test mode
+    such a sample is a miss to score (:mod:`mmllava.datasets.invalid_samples`), while any
+    other error (a config's, a conversation's) still stops the run."""
+    error.visual_error = True
+    return error
+
+
 @TRANSFORMS.register_module()
 class LoadVisuals(BaseTransform):
     """Load a sample's images and clips, ordered as their placeholders in the conversation.
@@ -248,9 +255,7 @@ class LoadVisuals(BaseTransform):
                              f'got {frame_order!r}')
         self.num_frames = num_frames
         self.num_image_tokens = num_image_tokens
-        if pooling_type(video_pooling) not in POOLING_ALIASES.values():
-            raise ValueError(f'video_pooling must be None or one of {sorted(POOLING_ALIASES)} '
-                             f'(or their class names), got {video_pooling!r}')
+        num_visual_tokens(video_pooling, 2, 4)  # an unknown pooling fails here, not per sample
         self.video_pooling = video_pooling
         self.frame_order = frame_order
         self.seed = seed
@@ -273,7 +278,7 @@ class LoadVisuals(BaseTransform):
         sources = results.get(key)
         if sources is None:
             return []
-        if isinstance(sources, (str, os.PathLike)) or (
+        if isinstance(sources, (str, os.PathLike, Image.Image)) or (
                 isinstance(sources, np.ndarray) and sources.ndim in (3, 4) and key == 'images'):
             return [sources]  # one visual given bare
         return list(sources)
@@ -290,6 +295,9 @@ class LoadVisuals(BaseTransform):
                              f'{order.count("image")} <image> and {order.count("video")} <video> '
                              f'placeholders, but {len(images)} images and {len(videos)} videos '
                              'were given')
+        if self.num_image_tokens is None and 'video' in order:
+            raise ValueError(f'{type(self).__name__}: sample {sid!r} has a clip: its token count '
+                             'needs num_image_tokens (the tokens of one encoded frame)')
         totals = results.get('total_frames')
         if totals is None or np.isscalar(totals):
             totals = [totals] * len(videos)
@@ -308,10 +316,12 @@ class LoadVisuals(BaseTransform):
                         load_video_frames(src, self.num_frames, total_frames=total,
                                           jitter=self.temporal_jitter), sid, len(counts))
             except FileNotFoundError as e:
-                raise FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}') from e
+                raise _visual_error(FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}')) from e
             except (ValueError, TypeError) as e:
                 what = path if path is not None else f'{kind} #{len(counts)}'
-                raise type(e)(f'LoadVisuals: sample {sid!r}, {what}: {e}') from e
+                raise _visual_error(type(e)(f'LoadVisuals: sample {sid!r}, {what}: {e}')) from e
+            except OSError as e:
+                raise _visual_error(e)
             frames += loaded
             paths += [path] * len(loaded)
             counts.append(len(loaded))
@@ -320,9 +330,6 @@ class LoadVisuals(BaseTransform):
         results['visual_kinds'] = list(order)
         if self.num_image_tokens is not None:
             results['num_visual_tokens'] = [self._tokens(n) for n in counts]
-        elif 'video' in order:
-            raise ValueError(f'{type(self).__name__}: sample {sid!r} has a clip: its token count '
-                             'needs num_image_tokens (the tokens of one encoded frame)')
         results['img_paths'] = paths
         results['ori_shapes'] = [f.shape[:2] for f in frames]
         results['img_shapes'] = [f.shape[:2] for f in frames]

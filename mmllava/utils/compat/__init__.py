@@ -9,10 +9,9 @@
   or saved (seconds per checkpoint).
 - :func:`use_gloo_without_cuda`: mmengine's distributed set-up assumes CUDA and NCCL.
 
-Tested in ``tests/test_utils/test_compat.py``.
+Tested in ``tests/test_utils/test_compat.py`` (mmpretrain's import) and
+``tests/test_utils/test_compat_shims.py`` (the others).
 """
-import importlib  # noqa: F401  (tests patch importlib.import_module through here)
-
 from .distributed import use_gloo_without_cuda
 from .mmengine_config import CachedTextConfig, cache_pretty_text
 from .mmpretrain import patch_mmpretrain_multimodal, vqa_text_rules
