@@ -28,13 +28,11 @@ def parse_args():
 
 
 def load_clip(path: str):
-    """A clip source for the inferencer: ``.npy`` files are loaded, others passed as paths."""
+    """A clip source for the inferencer, read by the API's rule (``.npy`` files are loaded)."""
     if not osp.exists(path):
         raise SystemExit(f'error: {path} does not exist')
-    if path.endswith('.npy'):
-        import numpy as np
-        return np.load(path)
-    return path
+    from mmllava.apis.inference import load_input
+    return load_input(path, 'clip')
 
 
 def save_frames_picture(frames, answer: str, path: str, title: str = '') -> str:

@@ -46,7 +46,7 @@ def build_app(model, trained: bool = True, max_new_tokens: int = 512):
     import gradio as gr
 
     from mmllava.apis import ChatSession
-    from mmllava.apis.inference import is_video
+    from mmllava.apis.inference import is_video, load_input
 
     def respond(message, history, session, new_tokens, temperature):
         session = session or ChatSession(model)
@@ -55,8 +55,9 @@ def build_app(model, trained: bool = True, max_new_tokens: int = 512):
         for path in [_file_path(f) for f in (message or {}).get('files', []) or []]:
             history.append(dict(role='user', content={'path': path}))
             try:  # attached to the next question; a file that cannot be read is said at once
-                (session.add_video if is_video(path) else session.add_image)(path)
-            except (FileNotFoundError, ValueError) as e:
+                visual = load_input(path, os.path.basename(path))  # .npy as the API reads it
+                (session.add_video if is_video(visual) else session.add_image)(visual)
+            except (FileNotFoundError, ValueError, TypeError) as e:
                 history.append(dict(role='assistant', content=f'Error: {e}'))
         if not text:  # visuals only: they go with the next question
             yield gr.MultimodalTextbox(value=None), history, session

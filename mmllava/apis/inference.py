@@ -23,6 +23,53 @@ VIDEO_SUFFIXES = ('.mp4', '.avi', '.mkv', '.mov', '.webm', '.m4v', '.mpeg', '.mp
                   '.wmv', '.3gp', '.ts', '.gif')
 
 
+ACCEPTED_INPUTS = ('an image (a path, a PIL image or an HxWx3 uint8 array), a clip (a video '
+                   'file, a rawframe folder, a .npy file or a TxHxWx3 uint8 array), or a list '
+                   'of them')
+
+
+def load_input(source: InputType, where: str = 'inputs') -> InputType:
+    """Check one input and read what needs reading, the same rule for the API and the demos.
+
+    A ``.npy`` file is loaded as the array it holds (an image if HxWx3, a clip if TxHxWx3); every
+    other path is left to the pipeline's loaders.
+
+    Raises:
+        TypeError: Not a path, a PIL image or an array (``where`` names it).
+        ValueError: An array that is not HxWx3 or TxHxWx3, or a ``.npy`` file that is not one.
+        FileNotFoundError: A ``.npy`` path that does not exist.
+    """
+    if isinstance(source, (str, Path)) and str(source).lower().endswith('.npy'):
+        if not Path(source).is_file():
+            raise FileNotFoundError(f'{where}: {source} does not exist')
+        try:
+            source = np.load(source, allow_pickle=False)
+        except ValueError as e:
+            raise ValueError(f'{where}: {source} is not a numpy array file ({e})') from None
+    if isinstance(source, np.ndarray):
+        if source.ndim not in (3, 4) or source.shape[-1] != 3:
+            raise ValueError(f'{where}: an array must be HxWx3 (an image) or TxHxWx3 (a clip), '
+                             f'got shape {source.shape}')
+        return source
+    if not isinstance(source, (str, Path, Image.Image)):
+        raise TypeError(f'{where}: expected {ACCEPTED_INPUTS}; got {type(source).__name__}')
+    return source
+
+
+def _check_questions(questions, count: int) -> None:
+    if questions is None or isinstance(questions, str):
+        return
+    if not isinstance(questions, (list, tuple)):
+        raise TypeError(f'questions: expected a str, a list of str (one per input) or None, got '
+                        f'{type(questions).__name__}')
+    bad = [i for i, q in enumerate(questions) if not isinstance(q, str)]
+    if bad:
+        raise TypeError(f'questions[{bad[0]}]: expected a str, got '
+                        f'{type(questions[bad[0]]).__name__}')
+    if len(questions) != count:
+        raise ValueError(f'{count} inputs but {len(questions)} questions')
+
+
 def is_video(source) -> bool:
     """Whether an input is a clip: a video file, a rawframe folder or a (T, H, W, 3) array."""
     if isinstance(source, np.ndarray):
@@ -219,17 +266,20 @@ class LlavaInferencer:
             ``pred_label`` (class index), ``pred_class`` (its name) and ``pred_scores``
             (probabilities over the classes from their likelihoods as answers).
         """
+        if inputs is None:
+            raise TypeError(f'inputs is None: expected {ACCEPTED_INPUTS}')
         if isinstance(inputs, (list, tuple)):
-            images = list(inputs)
+            if not inputs:
+                raise ValueError('inputs is an empty list: give at least one image or clip')
+            images = [load_input(x, f'inputs[{i}]') for i, x in enumerate(inputs)]
         else:
-            images = [inputs]
+            images = [load_input(inputs)]
+        _check_questions(questions, len(images))
         if questions is None or isinstance(questions, str):
             question = questions if questions is not None else self.model.default_question
             if question is None:
                 raise ValueError('Give a question: this model has no default question')
             questions = [question] * len(images)
-        elif len(questions) != len(images):
-            raise ValueError(f'{len(images)} inputs but {len(questions)} questions')
         batch_size = batch_size or self.batch_size
         results = []
         starts = range(0, len(images), batch_size)

@@ -126,3 +126,42 @@ def test_missing_image_named(tiny, tmp_path):
 def test_questions_must_match_inputs(tiny, images):
     with pytest.raises(ValueError, match='questions'):
         inference_model(tiny, images, ['only one'])
+
+
+@pytest.mark.parametrize('inputs,error,match', [
+    (None, TypeError, 'inputs is None: expected an image'),
+    ([], ValueError, 'empty list'),
+    (123, TypeError, 'inputs: expected an image .* got int'),
+    (b'what?', TypeError, 'got bytes'),
+    ({'image': 'a.jpg'}, TypeError, 'got dict'),
+    (['ok.jpg', 3.5], TypeError, r'inputs\[1\]: expected .* got float'),
+    (np.zeros((4, 4), np.uint8), ValueError, r'HxWx3 .* got shape \(4, 4\)'),
+])
+def test_wrong_inputs_say_what_is_accepted(tiny, inputs, error, match):
+    with pytest.raises(error, match=match):
+        inference_model(tiny, inputs, 'Q?')
+
+
+def test_wrong_questions_say_what_is_accepted(tiny, images):
+    with pytest.raises(TypeError, match='questions: expected a str'):
+        inference_model(tiny, images[0], 123)
+    with pytest.raises(TypeError, match=r'questions\[1\]: expected a str, got int'):
+        inference_model(tiny, images[:2], ['a?', 7])
+
+
+def test_npy_files_are_arrays_everywhere(tiny, tmp_path):
+    """A .npy file is the array it holds: an HxWx3 one answers as that image does."""
+    from mmllava.apis.inference import is_video, load_input
+    image = (np.arange(56 * 56 * 3) % 251).reshape(56, 56, 3).astype(np.uint8)
+    clip = np.stack([image] * 2)
+    np.save(tmp_path / 'image.npy', image)
+    np.save(tmp_path / 'clip.npy', clip)
+    assert not is_video(load_input(str(tmp_path / 'image.npy')))
+    assert is_video(load_input(tmp_path / 'clip.npy'))
+    from_file = inference_model(tiny, str(tmp_path / 'image.npy'), 'Q?')
+    from_array = inference_model(tiny, image, 'Q?')
+    assert from_file == from_array and '<image>' in from_file['prompt']
+    assert '<video>' in inference_model(tiny, str(tmp_path / 'clip.npy'), 'Q?')['prompt']
+    (tmp_path / 'bad.npy').write_bytes(b'not numpy')
+    with pytest.raises(ValueError, match='bad.npy is not a numpy array file'):
+        inference_model(tiny, str(tmp_path / 'bad.npy'), 'Q?')
