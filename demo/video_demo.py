@@ -13,7 +13,7 @@ import time
 
 
 def parse_args():
-    from mmllava.apis.inference import add_model_arguments
+    from mmllava.utils.cli import add_model_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('clip', help='video file, rawframe folder or .npy (T, H, W, 3) array')

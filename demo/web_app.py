@@ -15,7 +15,7 @@ TITLE = 'LLaVA chat (mmllava)'
 
 
 def parse_args(argv=None):
-    from mmllava.apis.inference import add_model_arguments
+    from mmllava.utils.cli import add_model_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)

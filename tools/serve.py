@@ -237,21 +237,11 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
     return LlavaServer(app, host, port, log_level)
 
 
-def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    # mmllava.apis.inference.add_model_arguments's options (a test keeps them equal), here
-    # so that --help does not import torch.
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help="dynamic int8 of the LLM's linear layers (CPU only)")
-
-
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The command line: MODEL and the load options, then the server's bind and bounds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _add_model_arguments(parser)
+    from mmllava.utils.cli import add_model_arguments
+    add_model_arguments(parser)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (default 127.0.0.1: this machine only)')
     parser.add_argument('--port', type=int, default=8000, help='port (0: any free port)')

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from mmllava.datasets.collate import llava_collate
 from mmllava.engine.checkpoint import align_vocab_rows, load_over_bases
+from mmllava.utils.cli import add_model_arguments  # noqa: F401  (beside load_model)
 
 from .hub import ModelHub
 from .pipeline import build_inference_pipeline, closed_set_classes
@@ -170,17 +171,6 @@ def get_model(name_or_config: Union[str, Path, Config],
         from mmllava.models.quantize import quantize_llm_int8
         quantize_llm_int8(model)
     return model
-
-
-def add_model_arguments(parser) -> None:
-    """Add the MODEL argument and the options :func:`load_model` takes (``--checkpoint``,
-    ``--device``, ``--load-8bit``) to a demo's or the server's ``argparse`` parser."""
-    parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
-    parser.add_argument('--checkpoint', default=None,
-                        help='weights file for a config (zoo names load their own weights)')
-    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
-    parser.add_argument('--load-8bit', action='store_true',
-                        help="dynamic int8 of the LLM's linear layers (CPU only)")
 
 
 def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, None] = None,

@@ -61,3 +61,19 @@ def test_vqa_text_rules_are_the_official_ones():
     assert digit_article('two dogs and a cat') == '2 dogs and cat'  # number words, articles
     assert digit_article('dont') == "don't"  # contractions
     assert punctuation('yes.') == 'yes' and punctuation('3.5') == '3.5'
+
+
+def test_import_mmllava_is_cheap_and_still_patches_mmpretrain():
+    """``import mmllava`` imports neither torch nor mmpretrain (a tool's --help stays fast); the
+    mmpretrain shim then applies when mmpretrain's models are first imported."""
+    import subprocess
+    import sys
+    code = ('import sys, mmllava\n'
+            "heavy = {'torch', 'mmpretrain', 'mmengine', 'transformers'} & set(sys.modules)\n"
+            "assert not heavy, heavy\n"
+            'import mmpretrain.utils.dependency as d\n'
+            'import mmpretrain.models\n'
+            "assert d.WITH_MULTIMODAL is False\n")
+    proc = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

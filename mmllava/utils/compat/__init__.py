@@ -12,15 +12,25 @@
 Tested in ``tests/test_utils/test_compat.py`` (mmpretrain's import) and
 ``tests/test_utils/test_compat_shims.py`` (the others).
 """
-from .distributed import use_gloo_without_cuda
-from .mmengine_config import CachedTextConfig, cache_pretty_text
-from .mmpretrain import patch_mmpretrain_multimodal, vqa_text_rules
-from .torch_load import trusted_torch_load
+import importlib
+
+from .mmpretrain import install_mmpretrain_hook, patch_mmpretrain_multimodal, vqa_text_rules
+
+# The shims that need torch or mmengine load on first use: `import mmllava` stays cheap.
+_LAZY = {'use_gloo_without_cuda': 'distributed', 'CachedTextConfig': 'mmengine_config',
+         'cache_pretty_text': 'mmengine_config', 'trusted_torch_load': 'torch_load'}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f'{__name__}.{_LAZY[name]}'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def apply_all() -> None:
-    """Apply the import-time shims; called once by ``import mmllava``."""
-    patch_mmpretrain_multimodal()
+    """Apply the import-time shims; called once by ``import mmllava`` (mmpretrain's when its
+    models are first imported, so that importing mmllava stays cheap)."""
+    install_mmpretrain_hook()
 
 
 __all__ = [

@@ -23,6 +23,33 @@ def patch_mmpretrain_multimodal() -> None:
     dependency.WITH_MULTIMODAL = False
 
 
+class _BeforeMmpretrainModels:
+    """A ``sys.meta_path`` entry that applies :func:`patch_mmpretrain_multimodal` at the first
+    ``import mmpretrain.models`` (then steps aside), so ``import mmllava`` need not import
+    mmpretrain (seconds) for a tool's ``--help``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        """Patch just before ``mmpretrain.models`` loads; find nothing (the usual finders do)."""
+        if fullname == 'mmpretrain.models':
+            uninstall_mmpretrain_hook()
+            patch_mmpretrain_multimodal()
+        return None
+
+
+def install_mmpretrain_hook() -> None:
+    """Patch mmpretrain when its models are first imported (now, if it already is imported)."""
+    if 'mmpretrain' in sys.modules:
+        patch_mmpretrain_multimodal()
+        return
+    if not any(isinstance(f, _BeforeMmpretrainModels) for f in sys.meta_path):
+        sys.meta_path.insert(0, _BeforeMmpretrainModels())
+
+
+def uninstall_mmpretrain_hook() -> None:
+    """Remove the import hook (it is needed once)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _BeforeMmpretrainModels)]
+
+
 def vqa_text_rules():
     """The official VQA answer rules as mmpretrain carries them (``processPunctuation``,
     ``processDigitArticle`` of vqaEval.py, verbatim tables of punctuation, number words,
