@@ -11,7 +11,6 @@ from tqdm import tqdm
 
 from mmllava.datasets.collate import llava_collate
 from mmllava.engine.checkpoint import align_vocab_rows, load_over_bases
-from mmllava.utils.cli import add_model_arguments  # noqa: F401  (beside load_model)
 
 from .hub import ModelHub
 from .pipeline import build_inference_pipeline, closed_set_classes
