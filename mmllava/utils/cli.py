@@ -3,8 +3,8 @@ that their ``--help`` answers at once)."""
 
 
 def add_model_arguments(parser) -> None:
-    """Add the MODEL argument and the options :func:`load_model` takes (``--checkpoint``,
-    ``--device``, ``--load-8bit``) to a demo's or the server's ``argparse`` parser."""
+    """Add the MODEL argument and the options :func:`mmllava.apis.load_model` takes
+    (``--checkpoint``, ``--device``, ``--load-8bit``) to a demo's or the server's parser."""
     parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
     parser.add_argument('--checkpoint', default=None,
                         help='weights file for a config (zoo names load their own weights)')
