@@ -34,6 +34,10 @@ question_mode = 'closed'
 num_frames = 8
 num_image_tokens = 576  # CLIP ViT-L/14-336
 video_pooling = 'avgpool2x2'
+# A clip whose stream ends or breaks early is sampled from the frames that decode, with a
+# warning giving the counts, when at least this share of them does; below, it is refused
+# (in test mode: scored as a miss and counted).
+min_decoded_fraction = 0.5
 model = dict(tokenizer=tokenizer, video_pooling=video_pooling)
 batch_size = 4
 accumulative_counts = 4
@@ -41,7 +45,8 @@ max_epochs = 3
 
 train_pipeline = [
     dict(type='LoadVisuals', num_frames=num_frames, num_image_tokens=num_image_tokens,
-         video_pooling=video_pooling, temporal_jitter=True),
+         video_pooling=video_pooling, temporal_jitter=True,
+         min_decoded_fraction=min_decoded_fraction),
     dict(type='PadToSquare', background=(122, 116, 104)),
     dict(type='CLIPResizeCrop', size=336),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template='vicuna_v1',
@@ -50,7 +55,8 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='LoadVisuals', num_frames=num_frames, num_image_tokens=num_image_tokens,
-         video_pooling=video_pooling),
+         video_pooling=video_pooling,
+         min_decoded_fraction=min_decoded_fraction),
     dict(type='PadToSquare', background=(122, 116, 104)),
     dict(type='CLIPResizeCrop', size=336),
     dict(type='TokenizeConversation', tokenizer=tokenizer, template='vicuna_v1',

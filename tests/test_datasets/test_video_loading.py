@@ -178,3 +178,60 @@ def test_frame_order_probes():
     assert orders[0] == values(shuf(dict(base, sample_id=0)))  # the same sample, the same way
     with pytest.raises(ValueError, match='frame_order'):
         LoadVisuals(frame_order='random')
+
+
+def _truncated_avi(tmp_path, keep: float, frames: int = 40):
+    """An AVI of ``frames`` random frames cut to its first ``keep`` share of bytes: its header
+    still states ``frames``, the stream ends (or breaks mid-packet) early."""
+    from mmllava.utils.video_io import write_mp4
+    full = tmp_path / 'full.avi'
+    write_mp4(str(full), np.random.default_rng(0).integers(0, 255, (frames, 32, 32, 3), np.uint8))
+    data = full.read_bytes()
+    cut = tmp_path / f'cut{keep}.avi'
+    cut.write_bytes(data[:int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize('keep', [0.7, 0.9])  # the stream ends / a packet breaks
+def test_partly_decodable_clip_warns_with_the_counts(tmp_path, keep):
+    from mmllava.datasets.transforms.video import PartialVideoWarning
+    clip = _truncated_avi(tmp_path, keep)
+    with pytest.warns(PartialVideoWarning, match=r'(\d+) of the 40 frames its header states') as w:
+        frames = load_video_frames(clip, num_frames=8)
+    decoded = int(str(w[0].message).split(': ')[1].split(' of')[0])
+    assert 20 <= decoded < 40 and len(frames) == 8
+    # Sampled from the decodable part: the same frames as decoding that part in full.
+    import av
+    with av.open(str(clip)) as c:
+        every = []
+        try:
+            for f in c.decode(c.streams.video[0]):
+                every.append(f.to_ndarray(format='rgb24'))
+        except av.error.InvalidDataError:
+            pass
+    assert len(every) == decoded
+    for got, i in zip(frames, sample_frame_indices(decoded, 8).tolist()):
+        np.testing.assert_array_equal(got, every[i])
+
+
+def test_clip_decoding_below_the_threshold_fails(tmp_path):
+    clip = _truncated_avi(tmp_path, 0.3)
+    with pytest.raises(ValueError, match=r'cut0.3.avi.*only \d+ of the 40 frames.*'
+                       r'min_decoded_fraction=0.5'):
+        load_video_frames(clip, num_frames=8)
+    with pytest.warns(UserWarning, match='of the 40 frames'):  # the config's threshold
+        assert len(load_video_frames(clip, num_frames=8, min_decoded_fraction=0.1)) == 8
+    load = TRANSFORMS.build(dict(type='LoadVisuals', num_frames=4, num_image_tokens=4,
+                                 min_decoded_fraction=0.9))
+    with pytest.raises(ValueError, match='min_decoded_fraction=0.9'):
+        load(dict(videos=[str(_truncated_avi(tmp_path, 0.7))], sample_id=0))
+    with pytest.raises(ValueError, match='within'):
+        LoadVisuals(min_decoded_fraction=1.5)
+
+
+def test_recipe_sets_the_threshold():
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(Path(__file__).parents[2] / 'configs' / 'llava_action' /
+                              'llava-7b-v1.5_lora-8xb4-accum4-3e_ucf101-split1-8f.py'))
+    load = cfg.test_dataloader.dataset.pipeline[0]
+    assert load.type == 'LoadVisuals' and load.min_decoded_fraction == cfg.min_decoded_fraction

@@ -63,7 +63,16 @@ def _indices(total: int, num_frames: int, what: str, jitter: bool = False) -> np
     return sample_frame_indices(total, num_frames, jitter)
 
 
-def _decode_video(path: str, num_frames: int, jitter: bool = False) -> List[np.ndarray]:
+class PartialVideoWarning(UserWarning):
+    """A clip decoded only in part: its frames are sampled from the part that decodes."""
+
+
+#: The default share of a clip's frames (as its header states them) that must decode.
+MIN_DECODED_FRACTION = 0.5
+
+
+def _decode_video(path: str, num_frames: int, jitter: bool = False,
+                  min_decoded_fraction: float = MIN_DECODED_FRACTION) -> List[np.ndarray]:
     import av  # optional dependency: only clips given as files need it
 
     def open_stream():
@@ -76,46 +85,60 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False) -> List[np.n
             raise ValueError(f'cannot read video {path!r}: it has no video stream')
         return container, container.streams.video[0]
 
-    def decode(container, stream):
-        try:
-            yield from container.decode(stream)
-        except Exception as e:
-            raise ValueError(f'cannot decode video {path!r}: {type(e).__name__}: {e}') from e
+    def read(wanted=(), last=None):
+        """Decode in order up to frame ``last``: (wanted frames, frames seen, error or None).
 
-    container, stream = open_stream()
-    total = stream.frames  # container metadata: 0 when unknown, sometimes wrong
-    if total <= 0:
-        with container:
-            total = sum(1 for _ in decode(container, stream))
+        A decode error ends the clip where it happens (a truncated or damaged tail), so the
+        frames before it stay usable; the caller decides whether they are enough.
+        """
+        frames, seen, error = {}, 0, None
         container, stream = open_stream()
-    if total <= 0:
-        container.close()
-        raise ValueError(f'video {path!r} has no frames')
-    wanted = _indices(total, num_frames, f'video {path!r}', jitter)
-    frames, seen, wanted_set, last = {}, 0, set(wanted.tolist()), int(wanted.max())
-    with container:
-        for seen, frame in enumerate(decode(container, stream), 1):
-            index = seen - 1
-            if index in wanted_set:
-                frames[index] = frame.to_ndarray(format='rgb24')
-            if index >= last:
-                break
-    if len(frames) < len(wanted_set):
-        # The metadata promised more frames than the stream holds: sample what is there.
-        if seen == 0:
-            raise ValueError(f'video {path!r} has no decodable frames')
-        return _decode_all(path, num_frames, open_stream, decode, jitter)
-    return [frames[i] for i in wanted.tolist()]
+        with container:
+            try:
+                for frame in container.decode(stream):
+                    if seen in wanted:
+                        frames[seen] = frame.to_ndarray(format='rgb24')
+                    seen += 1
+                    if last is not None and seen > last:
+                        break
+            except Exception as e:  # av.error.* from a damaged packet
+                error = f'{type(e).__name__}: {e}'
+        return frames, seen, error
 
+    def no_frames(error):
+        why = f': {error}' if error else ''
+        return ValueError(f'video {path!r} has no decodable frames{why}')
 
-def _decode_all(path, num_frames, open_stream, decode, jitter=False) -> List[np.ndarray]:
     container, stream = open_stream()
-    with container:
-        every = [f.to_ndarray(format='rgb24') for f in decode(container, stream)]
-    if not every:
-        raise ValueError(f'video {path!r} has no decodable frames')
-    wanted = _indices(len(every), num_frames, f'video {path!r}', jitter)
-    return [every[i] for i in wanted.tolist()]
+    stated = stream.frames  # container metadata: 0 when unknown, sometimes wrong
+    container.close()
+    total = stated
+    if total <= 0:  # no header count: count the frames that decode
+        _, total, error = read()
+        if total == 0:
+            raise no_frames(error)
+        if error:
+            warnings.warn(f'video {path!r}: {total} frames decode, then {error}; '
+                          f'sampling from those {total}', PartialVideoWarning)
+    wanted = _indices(total, num_frames, f'video {path!r}', jitter)
+    frames, seen, error = read(set(wanted.tolist()), int(wanted.max()))
+    if len(frames) == len(set(wanted.tolist())):
+        return [frames[i] for i in wanted.tolist()]
+    # The stream ended (or broke) before the frames its header promised.
+    if seen == 0:
+        raise no_frames(error)
+    ending = f'then {error}' if error else 'then the stream ends'
+    if seen < min_decoded_fraction * total:
+        raise ValueError(f'video {path!r}: only {seen} of the {total} frames its header states '
+                         f'decode ({ending}), fewer than min_decoded_fraction='
+                         f'{min_decoded_fraction:g} of them')
+    warnings.warn(f'video {path!r}: {seen} of the {total} frames its header states decode '
+                  f'({ending}); sampling {num_frames} from those {seen}', PartialVideoWarning)
+    wanted = _indices(seen, num_frames, f'video {path!r}', jitter)
+    frames, _, error = read(set(wanted.tolist()), int(wanted.max()))
+    if len(frames) < len(set(wanted.tolist())):  # it decoded differently the second time
+        raise no_frames(error)
+    return [frames[i] for i in wanted.tolist()]
 
 
 def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
@@ -148,7 +171,8 @@ def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
 def load_video_frames(src: VideoSource, num_frames: int = 8,
                       total_frames: Optional[int] = None,
                       filename_tmpl: str = 'img_{:05}.jpg',
-                      start_index: int = 1, jitter: bool = False) -> List[np.ndarray]:
+                      start_index: int = 1, jitter: bool = False,
+                      min_decoded_fraction: float = MIN_DECODED_FRACTION) -> List[np.ndarray]:
     """Load ``num_frames`` uniformly sampled frames of a clip as (H, W, 3) uint8 RGB arrays.
 
     Args:
@@ -162,6 +186,10 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
         start_index (int): Index of the first rawframe file. Defaults to 1.
         jitter (bool): Training: a random frame of each segment instead of its midpoint
             (:func:`sample_frame_indices`).
+        min_decoded_fraction (float): Video files only: a clip whose stream ends or breaks
+            before its header's frame count is sampled from the frames that decode, with a
+            :class:`PartialVideoWarning` giving the counts, if at least this share of them
+            decodes; below it, a ``ValueError``. 0 accepts any decodable part.
 
     Returns:
         list[np.ndarray]: ``num_frames`` (H, W, 3) uint8 frames in temporal order.
@@ -169,7 +197,8 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
     Raises:
         FileNotFoundError: ``src`` is a path that does not exist.
         ValueError: an unreadable or empty video, a rawframe folder with fewer frames than
-            ``total_frames``, or an array of the wrong shape or type.
+            ``total_frames``, a clip of which less than ``min_decoded_fraction`` decodes,
+            or an array of the wrong shape or type.
     """
     if isinstance(src, np.ndarray):
         if src.ndim != 4 or src.shape[-1] != 3 or src.dtype != np.uint8:
@@ -188,7 +217,7 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
                                jitter)
     if not osp.exists(path):
         raise FileNotFoundError(f'video not found: {path!r}')
-    return _decode_video(path, num_frames, jitter)
+    return _decode_video(path, num_frames, jitter, min_decoded_fraction)
 
 
 def _placeholder_order(results: dict) -> Optional[List[str]]:
@@ -243,13 +272,20 @@ class LoadVisuals(BaseTransform):
         temporal_jitter (bool): Training pipelines: sample a random frame of each of the
             ``num_frames`` segments (mmaction2's train-mode ``SampleFrames``), so every epoch
             sees other frames; test pipelines keep the segment midpoints (the default).
+        min_decoded_fraction (float): The share of a clip file's frames (as its header states
+            them) that must decode; a clip that decodes only in part above it is sampled from
+            that part with a :class:`PartialVideoWarning` (:func:`load_video_frames`).
     """
 
     FRAME_ORDERS = ('temporal', 'shuffled', 'reversed')
 
     def __init__(self, num_frames: int = 8, num_image_tokens: Optional[int] = 576,
                  video_pooling: Union[None, str, dict] = None, frame_order: str = 'temporal',
-                 seed: int = 0, temporal_jitter: bool = False):
+                 seed: int = 0, temporal_jitter: bool = False,
+                 min_decoded_fraction: float = MIN_DECODED_FRACTION):
+        if not 0 <= min_decoded_fraction <= 1:
+            raise ValueError('min_decoded_fraction must be within [0, 1], '
+                             f'got {min_decoded_fraction!r}')
         if frame_order not in self.FRAME_ORDERS:
             raise ValueError(f'frame_order must be one of {self.FRAME_ORDERS}, '
                              f'got {frame_order!r}')
@@ -260,6 +296,7 @@ class LoadVisuals(BaseTransform):
         self.frame_order = frame_order
         self.seed = seed
         self.temporal_jitter = temporal_jitter
+        self.min_decoded_fraction = min_decoded_fraction
 
     def _reorder(self, frames: List[np.ndarray], sample_id, index: int) -> List[np.ndarray]:
         if self.frame_order == 'reversed':
@@ -314,7 +351,9 @@ class LoadVisuals(BaseTransform):
                 else:
                     loaded = self._reorder(
                         load_video_frames(src, self.num_frames, total_frames=total,
-                                          jitter=self.temporal_jitter), sid, len(counts))
+                                          jitter=self.temporal_jitter,
+                                          min_decoded_fraction=self.min_decoded_fraction),
+                        sid, len(counts))
             except FileNotFoundError as e:
                 raise _visual_error(FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}')) from e
             except (ValueError, TypeError) as e:
@@ -339,7 +378,8 @@ class LoadVisuals(BaseTransform):
         return (f'{type(self).__name__}(num_frames={self.num_frames}, '
                 f'num_image_tokens={self.num_image_tokens}, '
                 f'video_pooling={self.video_pooling!r}, frame_order={self.frame_order!r}, '
-                f'temporal_jitter={self.temporal_jitter})')
+                f'temporal_jitter={self.temporal_jitter}, '
+                f'min_decoded_fraction={self.min_decoded_fraction})')
 
 
 @TRANSFORMS.register_module()
