@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from mmllava.datasets.collate import llava_collate
 from mmllava.engine.checkpoint import align_vocab_rows, load_over_bases
+from mmllava.evaluation.metrics.action import answer_label, normalize_action
 
 from .hub import ModelHub
 from .pipeline import build_inference_pipeline, closed_set_classes
@@ -213,6 +214,8 @@ class LlavaInferencer:
         self.pipeline = build_inference_pipeline(self.model)
         # A closed-set (action) model ranks the classes of its test dataset.
         self.classes = closed_set_classes(self.model.cfg)
+        self._class_index = None if self.classes is None else {
+            normalize_action(name): i for i, name in enumerate(self.classes)}
 
 
     @property
@@ -252,8 +255,11 @@ class LlavaInferencer:
             list[dict]: Per input ``pred_answer`` (or ``pred_caption``) and ``prompt``, the
             exact text given to the LLM with each image written as ``<image>`` (each clip as
             ``<video>``). Closed-set models (whose test dataset has classes) add
-            ``pred_label`` (class index), ``pred_class`` (its name) and ``pred_scores``
-            (probabilities over the classes from their likelihoods as answers).
+            ``pred_scores`` (probabilities over the classes from their likelihoods as
+            answers), and ``pred_class``, the answer to read, with its index ``pred_label``:
+            the class the generated text names, or, when it names none, the most likely
+            (:func:`mmllava.evaluation.metrics.answer_label`), so the two agree whenever the
+            text is a class name.
         """
         if inputs is None:
             raise TypeError(f'inputs is None: expected {ACCEPTED_INPUTS}')
@@ -285,9 +291,12 @@ class LlavaInferencer:
                 result = {self.result_key: out.get(self.result_key),
                           'prompt': out.metainfo.get('prompt', out.get('prompt'))}
                 if 'pred_label' in out:  # a closed-set (action) model ranked its classes
-                    result['pred_label'] = int(out.pred_label)
+                    scores = [float(v) for v in out.pred_scores]
+                    # The answer: the class the text names, else the ranking's first.
+                    result['pred_label'] = answer_label(result[self.result_key], scores,
+                                                        self._class_index)
                     result['pred_class'] = self.classes[result['pred_label']]
-                    result['pred_scores'] = [float(v) for v in out.pred_scores]
+                    result['pred_scores'] = scores
                 results.append(result)
         return results
 

@@ -58,6 +58,7 @@ def test_default_question_and_class_answers(model, clips):
         assert result['pred_answer'] in CLASS_NAMES
         assert MOCAP_ACTION_QUESTION in result['prompt'] and '<video>' in result['prompt']
         assert result['pred_class'] == CLASS_NAMES[result['pred_label']]
+        assert result['pred_class'] == result['pred_answer']  # the text names a class
     top1 = np.mean([r['pred_label'] == label for r, (_, label) in zip(results, clips)])
     assert top1 >= 0.5, f'top-1 {top1:.2f} on {len(clips)} unseen clips'
 

@@ -47,6 +47,24 @@ def test_ranked_scores_give_topk():
     assert out['mean_class_acc'] == pytest.approx(100 * (0.5 + 0) / 2)
 
 
+def test_answer_is_the_named_class_else_the_ranked_one():
+    from mmllava.evaluation.metrics import answer_label, normalize_action
+    index = {normalize_action(c): i for i, c in enumerate(CLASSES)}
+    ranked_running = [0.1, 0.2, 0.6, 0.1]
+    assert answer_label('Walking backward.', ranked_running, index) == 1  # the text wins
+    assert answer_label('moonwalking', ranked_running, index) == 2  # names none: ranking
+    assert answer_label('', ranked_running, index) == 2
+    assert answer_label('jumping', None, index) == 3 and answer_label('x', None, index) == -1
+    assert answer_label('x', [0.3, 0.3, 0.2, 0.2], index) == 0  # ties: the first, as top-k
+    metric = ActionAccuracy(CLASSES)
+    # text right / ranking wrong, text names none / ranking right, both wrong
+    rows = records(['walking backward', 'hm', 'running'], [1, 2, 0],
+                   [ranked_running, ranked_running, ranked_running])
+    out = metric.compute_metrics(rows)
+    assert out['answer_acc'] == pytest.approx(200 / 3)
+    assert out['top1'] == pytest.approx(100 / 3) and out['exact_match'] == pytest.approx(100 / 3)
+
+
 def test_process_reads_data_samples():
     metric = ActionAccuracy(CLASSES)
     sample = DataSample().set_gt_label(2)

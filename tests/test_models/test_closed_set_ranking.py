@@ -69,6 +69,21 @@ def test_inference_returns_label_and_scores(model):
     assert result['pred_class'] == CLASSES[result['pred_label']]
 
 
+def test_pred_class_agrees_with_generated_class_names(model, monkeypatch):
+    """Where the generated text names a class, pred_class is that class even when the
+    ranking puts another first; where it names none, the ranking's first."""
+    image = (torch.arange(56 * 56 * 3) % 251).reshape(56, 56, 3).to(torch.uint8).numpy()
+    ranked = inference_model(model, image, 'What is the person doing?', max_new_tokens=2)
+    last = min(range(len(CLASSES)), key=ranked['pred_scores'].__getitem__)
+    for text, want in [(CLASSES[last].upper() + '.', last), ('no class here', None)]:
+        monkeypatch.setattr(model, 'decode', lambda ids, text=text: [text] * len(ids))
+        result = inference_model(model, image, 'What is the person doing?', max_new_tokens=2)
+        assert result['pred_answer'] == text
+        assert result['pred_scores'] == pytest.approx(ranked['pred_scores'])
+        assert result['pred_label'] == (ranked['pred_label'] if want is None else want)
+        assert result['pred_class'] == CLASSES[result['pred_label']]
+
+
 def test_classes_from_the_test_datasets_label_map(tmp_path):
     (tmp_path / 'label_map.txt').write_text('\n'.join(['ApplyEyeMakeup', 'brush_hair']) + '\n')
     cfg = Config(dict(test_dataloader=dict(dataset=dict(

@@ -1,5 +1,5 @@
 """Metrics of generated text: captions, VQA, multiple choice, POPE, short answers, actions."""
-from .action import ActionAccuracy, normalize_action, read_label_map
+from .action import ActionAccuracy, answer_label, normalize_action, read_label_map
 from .base import GenerationMetric, MetricInputError
 from .caption import CaptionMetric, check_java, spice_jars_present
 from .dump import DumpPredictions
@@ -17,7 +17,7 @@ from .vqa import (
 __all__ = [
     'ActionAccuracy', 'CaptionMetric', 'DumpPredictions', 'GenerationMetric', 'MetricInputError',
     'MultipleChoiceAccuracy', 'POPEMetric', 'ShortAnswerAccuracy', 'VQAAccuracy',
-    'VQASubmissionWriter', 'binary_scores', 'check_java', 'normalize_action',
+    'VQASubmissionWriter', 'answer_label', 'binary_scores', 'check_java', 'normalize_action',
     'normalize_gqa_answer', 'normalize_vqa_answer', 'parse_option_letter', 'parse_yes_no',
     'read_label_map', 'spice_jars_present', 'vqa_accuracy', 'write_vqa_submission'
 ]

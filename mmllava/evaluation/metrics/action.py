@@ -24,6 +24,27 @@ def normalize_action(text: str) -> str:
     return re.sub(r'\s+', ' ', (text or '').strip().lower()).rstrip('.').strip()
 
 
+def answer_label(text: Optional[str], scores: Optional[Sequence[float]],
+                 index: Dict[str, int]) -> int:
+    """The class a closed-set model answers with: the one its generated text names, or else
+    the first of its likelihood ranking (-1: neither, e.g. an unreadable clip).
+
+    Generated text and ranking can differ (greedy decoding is not the most likely whole
+    answer); where the text names a class, that is what the model said, so the answer
+    (``pred_class`` of :func:`mmllava.apis.inference_model`, ``answer_acc`` here) agrees
+    with it; the ranking decides where the text names none.
+
+    Args:
+        text (str, optional): The generated answer.
+        scores (Sequence[float], optional): One score per class (``pred_scores``).
+        index (dict): :func:`normalize_action` of each class name -> its index.
+    """
+    named = index.get(normalize_action(text), -1) if text else -1
+    if named >= 0 or scores is None or len(scores) == 0:
+        return named
+    return int(np.argmax(np.asarray(scores)))
+
+
 def _to_list(value) -> Optional[list]:
     if value is None:
         return None
@@ -41,7 +62,9 @@ class ActionAccuracy(GenerationMetric):
     Keys (percent): with scores, ``{prefix}/top1``, ``top5`` and ``mean_class_acc`` come from
     the ranking; without, ``top1`` and ``mean_class_acc`` come from the generated text (no
     ``top5``). Always ``exact_match`` (generated text equals the true class name, after
-    :func:`normalize_action`) and ``invalid_rate`` (text that names no class), plus
+    :func:`normalize_action`), ``invalid_rate`` (text that names no class) and ``answer_acc``
+    (the answer a user reads, ``pred_class``: the class the text names, else the ranking's
+    first; :func:`answer_label`), plus
     ``num_samples``, ``num_empty``, ``num_invalid``. With ``pairs``, ``pair_acc/{a}|{b}``: the
     top-1 accuracy over the samples of classes a and b (e.g. a time-reversed pair); with
     ``per_class``, ``class_acc/{name}``.
@@ -143,8 +166,11 @@ class ActionAccuracy(GenerationMetric):
         invalid = np.array([is_invalid(r) for r in records], dtype=bool)
         text_pred = np.array([-1 if is_invalid(r) else self.index.get(normalize_action(r['pred']),
                                                                       -1) for r in records])
+        answers = np.array([-1 if is_invalid(r) else answer_label(r['pred'], r.get('scores'),
+                                                                   self.index) for r in records])
         metrics = dict(exact_match=percent(int((text_pred == labels).sum()), len(records)),
-                       invalid_rate=percent(int((text_pred < 0).sum()), len(records)))
+                       invalid_rate=percent(int((text_pred < 0).sum()), len(records)),
+                       answer_acc=percent(int((answers == labels).sum()), len(records)))
         valid = [r for r in records if not is_invalid(r)]  # only these can have scores
         with_scores = [r.get('scores') is not None for r in valid]
         if any(with_scores) and not all(with_scores):
