@@ -8,7 +8,6 @@ Example:
     python demo/chat.py configs/llava/llava-tiny_vqa.py
     python demo/chat.py llava-7b-v1.5_vqa --device cuda:0
 """
-import argparse
 import os
 import sys
 import time
@@ -20,9 +19,9 @@ HELP = ('commands: /image PATH, /video PATH (attach to the next message), /reset
 
 
 def parse_args(argv=None):
-    from mmllava.utils.cli import add_model_arguments
+    from mmllava.utils.cli import add_model_arguments, make_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument('--max-new-tokens', type=int, default=512,
                         help='longest answer in tokens (less where the context runs out)')
@@ -114,4 +113,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from mmllava.utils.cli import run_cli
+    run_cli(main)

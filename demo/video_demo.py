@@ -7,15 +7,14 @@ Example:
 CLIP is a video file (anything PyAV decodes), an mmaction2 rawframe folder
 (``img_00001.jpg`` ...) or a ``.npy`` array of shape (T, H, W, 3), uint8.
 """
-import argparse
 import os.path as osp
 import time
 
 
-def parse_args():
-    from mmllava.utils.cli import add_model_arguments
+def parse_args(argv=None):
+    from mmllava.utils.cli import add_model_arguments, make_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(description=__doc__.splitlines()[0])
     parser.add_argument('clip', help='video file, rawframe folder or .npy (T, H, W, 3) array')
     add_model_arguments(parser)
     parser.add_argument('--question', default=None,
@@ -24,13 +23,13 @@ def parse_args():
                         help='save the sampled frames with the answer to this PNG')
     parser.add_argument('--show-prompt', action='store_true',
                         help='also print the exact prompt given to the LLM')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def load_clip(path: str):
     """A clip source for the inferencer, read by the API's rule (``.npy`` files are loaded)."""
     if not osp.exists(path):
-        raise SystemExit(f'error: {path} does not exist')
+        raise FileNotFoundError(2, 'no such video file or rawframe folder', path)
     from mmllava.apis.inference import load_input
     return load_input(path, 'clip')
 
@@ -58,9 +57,12 @@ def save_frames_picture(frames, answer: str, path: str, title: str = '') -> str:
     return path
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    if not osp.exists(args.clip):  # before the imports and the model: a typo costs no wait
+        raise FileNotFoundError(2, 'no such video file or rawframe folder', args.clip)
     from mmllava.apis import LlavaInferencer, load_model
+    from mmllava.apis.inference import print_answer
     from mmllava.apis.pipeline import build_inference_pipeline
 
     clip = load_clip(args.clip)
@@ -70,7 +72,7 @@ def main():
     result = inferencer([clip], args.question)[0]
     if args.show_prompt:
         print(f"prompt: {result['prompt']!r}")
-    print(f"answer: {result['pred_answer']}")
+    answer = print_answer(result)
     if 'pred_label' in result:
         scores = result['pred_scores']
         top = sorted(range(len(scores)), key=lambda i: -scores[i])[:3]
@@ -81,10 +83,11 @@ def main():
         loader = build_inference_pipeline(inferencer.model).transforms[0]
         sample = loader(dict(videos=[clip], images=[], sample_id=osp.basename(args.clip)))
         title = f'{osp.basename(args.clip)}: {len(sample["images"])} frames sampled'
-        saved = save_frames_picture(sample['images'], result['pred_answer'], args.out, title)
+        saved = save_frames_picture(sample['images'], answer, args.out, title)
         print(f'saved {saved}')
     print(f'({time.perf_counter() - start:.1f} s)')
 
 
 if __name__ == '__main__':
-    main()
+    from mmllava.utils.cli import run_cli
+    run_cli(main)

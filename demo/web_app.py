@@ -7,7 +7,6 @@ Example:
     python demo/web_app.py configs/llava/llava-tiny_vqa.py --port 7860
     python demo/web_app.py llava-7b-v1.5_vqa --device cuda:0
 """
-import argparse
 import os
 import time
 
@@ -15,9 +14,9 @@ TITLE = 'LLaVA chat (mmllava)'
 
 
 def parse_args(argv=None):
-    from mmllava.utils.cli import add_model_arguments
+    from mmllava.utils.cli import add_model_arguments, make_parser
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (0.0.0.0 exposes the app to the network)')
@@ -120,4 +119,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmllava.utils.cli import run_cli
+    run_cli(main)

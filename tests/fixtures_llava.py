@@ -370,6 +370,19 @@ def load_script(relpath: str):
     return module
 
 
+def run_script(relpath: str, argv) -> int:
+    """A script's ``main(argv)`` run in-process the way its ``__main__`` runs it (through
+    :func:`mmllava.utils.cli.run_cli`: one-line errors); returns the exit status."""
+    from mmllava.utils.cli import run_cli
+    module = load_script(relpath)
+    argv = [str(a) for a in argv]
+    try:
+        run_cli(lambda: module.main(argv), argv, tool=relpath)
+    except SystemExit as e:
+        return e.code
+    raise AssertionError('run_cli always exits')
+
+
 def load_tool_module(relpath: str):
     """A module or package folder beside the scripts (``'tools/x/mocap_actions'``), imported.
 

@@ -239,8 +239,8 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """The command line: MODEL and the load options, then the server's bind and bounds."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    from mmllava.utils.cli import add_model_arguments
+    from mmllava.utils.cli import add_model_arguments, make_parser
+    parser = make_parser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to bind (default 127.0.0.1: this machine only)')
@@ -263,10 +263,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     from mmllava.apis import ModelHub, load_model
 
-    try:
-        model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f'error: {e}')
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
     model_id = args.model_id or (args.model if ModelHub.has(args.model) else Path(args.model).stem)
     server = build_server(model, model_id, args.host, args.port, args.max_request_bytes,
                           args.max_image_pixels, args.allowed_local_media)
@@ -280,4 +277,5 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    from mmllava.utils.cli import run_cli
+    run_cli(main)

@@ -9,16 +9,14 @@ Examples::
     python tools/train.py CONFIG --cfg-options train_dataloader.dataset.data_root=DIR
     bash tools/dist_train.sh CONFIG 8                     # torchrun, one process a device
 """
-import argparse
 import os
 import os.path as osp
 
-import torch
-from mmengine.config import Config, DictAction
+from mmllava.utils.cli import add_cfg_options, make_parser, parse_cfg_options, run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a LLaVA')
+    parser = make_parser(description='Train a LLaVA')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='where logs and checkpoints go '
                         '(default: ./work_dirs/<config name>)')
@@ -30,20 +28,20 @@ def parse_args(argv=None):
         '--amp', nargs='?', const='bf16', choices=['bf16', 'fp16'],
         help='mixed precision: bf16 autocast (CPU or GPU; the default of --amp), or fp16 with '
         'dynamic loss scaling (GPU only)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config keys, e.g. train_dataloader.dataset.data_root=DIR')
+    add_cfg_options(parser)
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher (dist_train.sh sets pytorch)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
+    args.cfg_options = parse_cfg_options(args.cfg_options)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
-def merge_args(cfg: Config, args) -> Config:
-    """Apply the command line to the config."""
+def merge_args(cfg, args):
+    """Apply the command line to an mmengine ``Config``."""
+    import torch
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -57,7 +55,7 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.optim_wrapper.pop('loss_scale', None)
     elif args.amp == 'fp16':
         if not torch.cuda.is_available():
-            raise SystemExit('--amp fp16 needs a GPU (fp16 autocast with loss scaling); use '
+            raise ValueError('--amp fp16 needs a GPU (fp16 autocast with loss scaling); use '
                              '--amp (bf16) on the CPU')
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.dtype = 'float16'
@@ -73,6 +71,8 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmengine.config import Config
+
     from mmllava.engine import build_runner
     from mmllava.utils import register_all_modules
     from mmllava.utils.compat import use_gloo_without_cuda
@@ -85,4 +85,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

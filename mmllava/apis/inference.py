@@ -180,7 +180,12 @@ def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, No
 
     Returns:
         tuple: The model (:func:`get_model`) and whether it has trained weights.
+
+    Raises:
+        ValueError: a device this machine lacks (``cuda:0`` without a GPU).
     """
+    from mmllava.utils.cli import check_device
+    check_device(str(device))  # before any loading: a one-line error for a missing GPU
     pretrained = checkpoint
     if pretrained is None and ModelHub.has(str(name_or_config)):
         pretrained = True
@@ -327,3 +332,18 @@ def inference_model(model: ModelType, inputs: Union[InputType, Sequence[InputTyp
         inferencer = LlavaInferencer(model)
     results = inferencer(inputs, questions, **generate_kwargs)
     return results if isinstance(inputs, (list, tuple)) else results[0]
+
+
+def print_answer(result: dict, write=print) -> str:
+    """Print a result's answer the way the demos do, and return it.
+
+    ``answer: <text>``: for a closed-set model, ``pred_class`` (the answer to read; see
+    :meth:`LlavaInferencer.__call__`), followed by ``generated: <pred_answer>`` when the
+    generated text is not that class's name; else ``pred_answer`` (or ``pred_caption``).
+    """
+    generated = result.get('pred_answer', result.get('pred_caption'))
+    answer = result.get('pred_class', generated)
+    write(f'answer: {answer}')
+    if answer != generated:
+        write(f'generated: {generated}')
+    return answer

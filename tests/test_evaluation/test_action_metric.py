@@ -1,17 +1,14 @@
 """ActionAccuracy and ``eval_predictions.py --metric action``, against values by hand."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from fixtures_llava import run_script
 from mmpretrain.structures import DataSample
 
 from mmllava.evaluation import ActionAccuracy
 from mmllava.evaluation.metrics import MetricInputError
 
-ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ['walking', 'walking backward', 'running', 'jumping']
 
 
@@ -87,29 +84,28 @@ def test_bad_labels_and_partial_scores_named():
         ActionAccuracy(['Walking', 'walking.'])
 
 
-@pytest.mark.slow
-def test_eval_predictions_action(tmp_path):
+def test_eval_predictions_action(tmp_path, capsys):
+    """The tool's main through run_cli, in this process (as its __main__ runs it)."""
     (tmp_path / 'label_map.txt').write_text('\n'.join(CLASSES) + '\n')
     (tmp_path / 'test_list_videos.txt').write_text('a.mp4 0\nb.mp4 1\nc.mp4 2\n')
     preds = [dict(question_id='a.mp4', text='walking'), dict(question_id='b.mp4', text='walking'),
              dict(question_id='c.mp4', text='running')]
     (tmp_path / 'preds.jsonl').write_text('\n'.join(json.dumps(p) for p in preds))
-    tool = ROOT / 'tools' / 'analysis_tools' / 'eval_predictions.py'
-    proc = subprocess.run([sys.executable, str(tool), '--metric', 'action', '--pred',
-                           str(tmp_path / 'preds.jsonl'), '--ann',
-                           str(tmp_path / 'test_list_videos.txt'), '--out',
-                           str(tmp_path / 'm.json')], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    tool = 'tools/analysis_tools/eval_predictions.py'
+    assert run_script(tool, ['--metric', 'action', '--pred', tmp_path / 'preds.jsonl',
+                             '--ann', tmp_path / 'test_list_videos.txt',
+                             '--out', tmp_path / 'm.json']) == 0
     metrics = json.loads((tmp_path / 'm.json').read_text())
     assert metrics['action/top1'] == pytest.approx(200 / 3)
     assert metrics['action/mean_class_acc'] == pytest.approx(200 / 3)
     assert metrics['action/invalid_rate'] == 0
-    # A label outside the label map: the file and line are named.
+    # A label outside the label map: the file and line are named, in one line.
     (tmp_path / 'bad.txt').write_text('a.mp4 0\nb.mp4 9\n')
-    proc = subprocess.run([sys.executable, str(tool), '--metric', 'action', '--pred',
-                           str(tmp_path / 'preds.jsonl'), '--ann', str(tmp_path / 'bad.txt')],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and 'bad.txt:2: label 9 is outside' in proc.stderr
+    capsys.readouterr()
+    assert run_script(tool, ['--metric', 'action', '--pred', tmp_path / 'preds.jsonl',
+                             '--ann', tmp_path / 'bad.txt']) == 1
+    err = capsys.readouterr().err
+    assert 'bad.txt:2: label 9 is outside' in err and len(err.splitlines()) == 1
 
 
 def test_pairs_per_class_and_confusion_matrix_picture(tmp_path):

@@ -1,12 +1,12 @@
 """tools/analysis_tools/eval_predictions.py on fixtures in each benchmark's official format.
 
 The expected values are computed by hand in the comments (see tests/data/eval)."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+from fixtures_llava import load_script, run_script
 
 from mmllava.evaluation.offline import AnnotationError, evaluate_predictions, read_caption
 
@@ -14,12 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / 'tests' / 'data' / 'eval'
 
 
+TOOL = 'tools/analysis_tools/eval_predictions.py'
+
+
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'eval_predictions', ROOT / 'tools' / 'analysis_tools' / 'eval_predictions.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(TOOL)
 
 
 def test_vqav2_llava_answers(tmp_path):
@@ -146,6 +145,10 @@ def test_malformed_annotation_named(tmp_path):
 
 def test_cli_exits_with_the_message(tmp_path, capsys):
     rows = [dict(question_id=7, text='yes')]
-    with pytest.raises(SystemExit, match='error: .*question ids the annotations'):
-        load_tool().main(['--metric', 'vqa', '--pred', str(write_preds(tmp_path, rows)),
-                          '--ann', str(DATA / 'vqav2_val_annotations.json')])
+    assert run_script(TOOL, ['--metric', 'vqa', '--pred', write_preds(tmp_path, rows),
+                             '--ann', DATA / 'vqav2_val_annotations.json']) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: bad input (') and 'question ids the annotations' in err
+    assert '\n' not in err
+    assert run_script(TOOL, ['--metric', 'vqa2', '--pred', 'p.json', '--ann', 'a.json']) == 1
+    assert "Unknown metric 'vqa2'; one of ['action'" in capsys.readouterr().err

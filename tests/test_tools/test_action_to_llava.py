@@ -1,11 +1,10 @@
 """tools/dataset_converters/action_to_llava.py: mmaction2 lists to LLaVA instruction JSON."""
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_llava import load_tool_module
+from fixtures_llava import load_tool_module, run_script
 
 from mmllava.datasets import (
     MOCAP_ACTION_CLASSES,
@@ -18,15 +17,11 @@ from mmllava.utils.video_io import write_rawframes
 llava_sample = load_tool_module('tools/dataset_converters/mocap_actions').llava_sample
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / 'tools' / 'dataset_converters' / 'action_to_llava.py'
 CLASSES = ['walking', 'running', 'jumping']
 
 
 def cli_main(argv):
-    spec = importlib.util.spec_from_file_location('action_to_llava', CLI)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main([str(a) for a in argv])
+    return run_script('tools/dataset_converters/action_to_llava.py', argv)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM
 
-from mmllava.convert import KeyMappingError
+from mmllava.convert import KeyMappingError, hf_causal_lm_to_base
 from mmllava.engine.checkpoint import load_partial_weights, load_weights
 from mmllava.registry import MODELS
 
@@ -52,4 +52,4 @@ def test_llava_checkpoint_refused_as_llm_base():
     state = {'model.embed_tokens.weight': torch.zeros(2, 2),
              'model.mm_projector.0.weight': torch.zeros(2, 2)}
     with pytest.raises(KeyMappingError, match='llava_to_mmllava'):
-        base_to_mmllava.CONVERTERS['llm'](state)
+        hf_causal_lm_to_base(state)

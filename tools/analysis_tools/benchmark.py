@@ -115,7 +115,10 @@ def parse_args(argv=None):
     parser.add_argument('--variant', choices=QUANT_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument('--size', help=argparse.SUPPRESS)
     parser.add_argument('--weights', help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error('--repeats must be at least 1')
+    return args
 
 
 def _exit_on_sigterm(signum, frame):
@@ -143,8 +146,6 @@ def main(argv=None) -> list:
         worker(args.worker, args.size, args.weights, args.threads, train=args.train,
                variant=args.variant)
         return []
-    if args.repeats < 1:
-        raise SystemExit('--repeats must be at least 1')
     start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix='mmllava_bench_') as tmpdir:

@@ -16,29 +16,29 @@ import sys
 from collections import OrderedDict
 from typing import List, Optional
 
-from mmengine.config import Config, ConfigDict, DictAction
-from mmengine.registry import init_default_scope
-from mmengine.utils import ProgressBar
+from mmllava.utils.cli import add_cfg_options, make_parser, parse_cfg_options, run_cli
 
 NUM_EXAMPLES = 5
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description='Check a dataset before training.')
+    parser = make_parser(description='Check a dataset before training.')
     parser.add_argument('config', help='config file')
     parser.add_argument('--split', default='train', choices=['train', 'val', 'test'],
                         help='which dataloader\'s dataset: {split}_dataloader.dataset')
     parser.add_argument('--out', help='also write the report to this JSON file')
     parser.add_argument('--max-samples', type=int, default=None,
                         help='check only the first N samples')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_dataloader.dataset.data_root=DIR')
-    return parser.parse_args(argv)
+    add_cfg_options(parser)
+    args = parser.parse_args(argv)
+    args.cfg_options = parse_cfg_options(args.cfg_options)
+    return args
 
 
 def _with_skipping(cfg):
     """A dataset config that collects init-time problems instead of raising, where it can."""
+    from mmengine.config import ConfigDict
+
     from mmllava.datasets import BaseLlavaDataset
     from mmllava.registry import DATASETS
 
@@ -105,6 +105,7 @@ def check(dataset, max_length: Optional[int] = None, max_samples: Optional[int] 
         add(s.reason, s.sample_id, s.message)
     num = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     lengths, modalities, num_bad = [], dict(multimodal=0, text_only=0), 0
+    from mmengine.utils import ProgressBar
     bar = ProgressBar(num) if progress and num else None
     for idx in range(num):
         info, results = {}, None
@@ -174,6 +175,8 @@ def format_report(report: dict) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -183,8 +186,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     key = f'{args.split}_dataloader'
     if cfg.get(key) is None or cfg[key].get('dataset') is None:
-        print(f'{args.config} has no {key}.dataset', file=sys.stderr)
-        return 2
+        raise ValueError(f'{args.config} has no {key}.dataset (try another --split)')
     dataset = DATASETS.build(_with_skipping(cfg[key]['dataset']))
     report = check(dataset, max_length=_max_length(cfg), max_samples=args.max_samples)
     report = OrderedDict(config=args.config, split=args.split, **report)
@@ -196,4 +198,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -19,14 +19,18 @@ Examples::
 The formats are described in :mod:`mmllava.evaluation.offline`. The metric classes are the
 ones ``tools/test.py`` uses.
 """
-import argparse
-import sys
+from mmllava.utils.cli import make_parser, run_cli
+
+# mmllava.evaluation.offline.METRIC_READERS' names, written out so that --help imports nothing
+# heavy (tests/test_tools/test_startup.py checks that the two agree); another name is refused
+# with the list.
+METRICS = ('action', 'caption', 'gqa', 'multiple_choice', 'pope', 'vqa')
 
 
 def parse_args(argv=None):
-    from mmllava.evaluation.offline import METRIC_READERS
-    parser = argparse.ArgumentParser(description='Score a predictions file')
-    parser.add_argument('--metric', required=True, choices=sorted(METRIC_READERS))
+    parser = make_parser(description='Score a predictions file')
+    parser.add_argument('--metric', required=True, metavar='NAME',
+                        help=f'the benchmark\'s metric: {", ".join(METRICS)}')
     parser.add_argument('--pred', required=True, help='predictions: JSON lines or JSON list')
     parser.add_argument('--ann', required=True, action='append',
                         help='the official annotation file (repeat for POPE splits)')
@@ -41,15 +45,12 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from mmllava.evaluation.metrics import MetricInputError
-    from mmllava.evaluation.offline import AnnotationError, evaluate_predictions, write_metrics_json
     args = parse_args(argv)
-    try:
-        metrics = evaluate_predictions(args.metric, args.pred, args.ann,
-                                       allow_missing=args.allow_missing, prefix=args.prefix,
-                                       label_map=args.label_map)
-    except (AnnotationError, MetricInputError) as e:
-        sys.exit(f'error: {e}')
+    from mmllava.evaluation.offline import evaluate_predictions, write_metrics_json
+    # A malformed file or an unknown metric: a ValueError naming it, one line (run_cli).
+    metrics = evaluate_predictions(args.metric, args.pred, args.ann,
+                                   allow_missing=args.allow_missing, prefix=args.prefix,
+                                   label_map=args.label_map)
     for key, value in metrics.items():
         print(f'{key}: {value:.4f}' if isinstance(value, float) else f'{key}: {value}')
     if args.out:
@@ -58,4 +59,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

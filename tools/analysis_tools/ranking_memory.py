@@ -16,7 +16,6 @@ Example (the numbers of ``docs/ranking.md``)::
     # the same inputs, ranked by another checkout's score_answers (e.g. the one before):
     python tools/analysis_tools/ranking_memory.py --size 1b --inputs after.json --out before.json
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -24,10 +23,10 @@ import re
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark import SIZES, _reset_peak_rss, _rss_kib, build_mmllava  # noqa: E402
+
+from mmllava.utils.cli import make_parser, run_cli  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOKENIZER = osp.join(ROOT, 'resources', 'tiny-tokenizer', 'tokenizer.model')
@@ -74,6 +73,7 @@ def make_inputs(classes: str, frames: int) -> dict:
 
 def measure(size: str, dtype: str, inputs: dict, batch: int, threads: int) -> dict:
     """Peak RSS over one ``score_answers`` call (in this process)."""
+    import torch
     torch.set_num_threads(threads)
     model = build_mmllava(size, dtype)
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def measure(size: str, dtype: str, inputs: dict, batch: int, threads: int) -> di
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Peak memory of closed-set ranking')
+    parser = make_parser(description='Peak memory of closed-set ranking')
     parser.add_argument('--size', default='1b', choices=list(SIZES))
     parser.add_argument('--dtype', default='float32', help='weights and cache dtype')
     parser.add_argument('--classes', default='ucf101', choices=['ucf101'])
@@ -135,4 +135,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -54,22 +54,19 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import List, Optional
 
-from mmllava.datasets.action_lists import (
-    LIST_FORMATS,
-    OPEN_QUESTION,
-    QUESTION_MODES,
-    action_question,
-    llava_action_sample,
-    read_action_list,
-)
-from mmllava.datasets.label_map import read_label_map
+from mmllava.utils.cli import make_parser, run_cli
+
+# mmllava.datasets.action_lists' values, written out so that --help imports nothing heavy
+# (tests/test_tools/test_startup.py checks that they agree).
+LIST_FORMATS = ('videos', 'rawframes', 'images')
+QUESTION_MODES = ('closed', 'open')
+OPEN_QUESTION = 'What is the person doing?'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = make_parser(
         description='Write LLaVA instruction JSON from an mmaction2 action list.')
     parser.add_argument('list_file', help='mmaction2 list (videos, rawframes or images)')
     parser.add_argument('label_map', help='label map: one class name a line (identifiers are '
@@ -91,14 +88,18 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    try:
-        class_names = read_label_map(args.label_map, readable=not args.raw_class_names)
-        question = action_question(class_names, args.question_mode, args.question)
-        entries = read_action_list(args.list_file, args.list_format, len(class_names),
-                                   args.label_map)
-    except (OSError, ValueError) as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 1
+    from mmllava.datasets.action_lists import (
+        action_question,
+        llava_action_sample,
+        read_action_list,
+    )
+    from mmllava.datasets.label_map import read_label_map
+
+    # A missing or malformed list or label map: one line naming the file (run_cli).
+    class_names = read_label_map(args.label_map, readable=not args.raw_class_names)
+    question = action_question(class_names, args.question_mode, args.question)
+    entries = read_action_list(args.list_file, args.list_format, len(class_names),
+                               args.label_map)
     samples = [llava_action_sample(e, class_names, question, args.list_format,
                                    args.data_prefix) for e in entries]
     if osp.dirname(args.out):
@@ -112,4 +113,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_cli(main)

@@ -16,18 +16,12 @@ as the MoCap-Actions model's tokenizer is made::
     python tools/misc/train_tokenizer.py --out resources/llava-tiny_mocap-actions \
         --vocab-size 320 --llava-json data/mocap_actions/train_llava.json --template vicuna_v1
 """
-import argparse
 import itertools
 import json
 import os.path as osp
 from typing import List, Sequence
 
-from mmllava.conversation import (
-    BUILTIN_TEMPLATES,
-    VISUAL_PLACEHOLDERS,
-    build_prompt,
-    train_sentencepiece,
-)
+from mmllava.utils.cli import make_parser, run_cli
 
 SUBJECTS = ['a man', 'a woman', 'the boy', 'the girl', 'two people', 'an old man', 'a child',
             'the person', 'a dancer', 'the athlete', 'a group of friends', 'the player',
@@ -57,6 +51,7 @@ OBJECTS = ['car', 'ball', 'shirt', 'hat', 'bag', 'umbrella', 'chair', 'kite', 'b
 
 def builtin_corpus() -> List[str]:
     """The built-in training text: deterministic, a few thousand short lines."""
+    from mmllava.conversation import BUILTIN_TEMPLATES
     lines = [t.system for t in BUILTIN_TEMPLATES if t.system]
     lines += PROMPTS + QUESTIONS
     for i, (subject, action, place) in enumerate(itertools.product(SUBJECTS, ACTIONS, PLACES)):
@@ -79,6 +74,7 @@ def llava_json_corpus(files: Sequence[str], template: str) -> List[str]:
     Every distinct turn value (visual placeholders removed) and one rendered prompt of the
     template (system prompt and role tags), so the tokenizer covers all the text it will see.
     """
+    from mmllava.conversation import VISUAL_PLACEHOLDERS, build_prompt
     lines = []
     for path in files:
         with open(path, encoding='utf-8') as f:
@@ -100,8 +96,8 @@ def llava_json_corpus(files: Sequence[str], template: str) -> List[str]:
     return lines
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse_args(argv=None):
+    parser = make_parser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', required=True, help='output directory for tokenizer.model')
     parser.add_argument('--vocab-size', type=int, default=1000)
     parser.add_argument('--text', nargs='*', default=[],
@@ -113,11 +109,12 @@ def parse_args():
     parser.add_argument('--model-type', default='bpe', choices=['bpe', 'unigram'])
     parser.add_argument('--no-chatml-tokens', action='store_true',
                         help='leave out the <|im_start|> and <|im_end|> pieces')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
+    from mmllava.conversation import train_sentencepiece
     texts = []
     for path in args.text:
         with open(path, encoding='utf-8') as f:
@@ -133,4 +130,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

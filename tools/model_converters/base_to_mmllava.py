@@ -10,17 +10,14 @@ The 7B recipes start from ``load_base`` files in mmllava's key layout::
 SRC is a transformers folder (safetensors or .bin, sharded or not) or one weights file. Every
 key is mapped (``vision_tower.*`` / ``llm.*``) or the conversion fails naming it.
 """
-import argparse
+from mmllava.utils.cli import make_parser, run_cli
 
-from mmllava.convert import hf_causal_lm_to_base, hf_clip_to_base
-from mmllava.engine.checkpoint import load_weights, save_weights
-
-CONVERTERS = {'clip': hf_clip_to_base, 'llm': hf_causal_lm_to_base}
+KINDS = ('clip', 'llm')  # the converter of each: mmllava.convert.hf_{kind}_to_base
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('kind', choices=sorted(CONVERTERS),
+    parser = make_parser(description=__doc__.split('\n')[0])
+    parser.add_argument('kind', choices=KINDS,
                         help='clip: an HF CLIPModel/CLIPVisionModel; llm: an HF causal LM')
     parser.add_argument('src', help='transformers folder or weights file')
     parser.add_argument('out', help='output .safetensors file')
@@ -29,11 +26,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    state_dict = CONVERTERS[args.kind](load_weights(args.src, progress=True))
+    from mmllava.convert import hf_causal_lm_to_base, hf_clip_to_base
+    from mmllava.engine.checkpoint import load_weights, save_weights
+    convert = dict(clip=hf_clip_to_base, llm=hf_causal_lm_to_base)[args.kind]
+    state_dict = convert(load_weights(args.src, progress=True))
     save_weights(state_dict, args.out)
     total = sum(v.numel() for v in state_dict.values())
     print(f'wrote {args.out}: {len(state_dict)} tensors, {total / 1e6:.1f} M parameters')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

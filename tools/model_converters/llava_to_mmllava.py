@@ -18,15 +18,13 @@ written over that model's zoo config (its task, question and pipelines), and
     python tools/model_converters/llava_to_mmllava.py llava-1.5-7b-hf/ \
         ~/.cache/mmllava/llava-7b-v1.5_vqa
 """
-import argparse
 import os.path as osp
 
-from mmllava.apis.hub import ModelHub
-from mmllava.convert import convert_to_mmllava
+from mmllava.utils.cli import make_parser, run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = make_parser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='llava-hf folder, original LLaVA folder, or mmpretrain .pth')
     parser.add_argument('out_dir', help='output folder')
     parser.add_argument('--vision-tower', help='HF CLIP folder (original LLaVA whose '
@@ -44,6 +42,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmllava.apis.hub import ModelHub
+    from mmllava.convert import convert_to_mmllava
     base = args.base_config
     name = osp.basename(osp.normpath(args.out_dir))
     if base is None and ModelHub.has(name) and ModelHub.converted_from(name):
@@ -55,4 +55,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

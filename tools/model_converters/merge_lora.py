@@ -12,15 +12,14 @@ CONFIG is the LoRA training config (``model.lora`` set); CHECKPOINT the run's tr
 * ``--no-merge``: base + adapters in the LoRA layout, loadable by the LoRA config:
   ``get_model('configs/llava/llava-tiny_lora.py', pretrained=OUT)``.
 """
-import argparse
 import os.path as osp
 import sys
 
-from mmengine.config import Config
+from mmllava.utils.cli import make_parser, run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Merge LoRA adapters into base weights')
+    parser = make_parser(description='Merge LoRA adapters into base weights')
     parser.add_argument('config', help='the LoRA training config')
     parser.add_argument('checkpoint', help='trainable weights of the run (.safetensors)')
     parser.add_argument('out', help='output .safetensors file')
@@ -41,6 +40,8 @@ def _weights_path(path: str) -> str:
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmengine.config import Config
+
     from mmllava.engine import load_partial_weights, load_weights, save_weights
     from mmllava.engine.checkpoint import align_vocab_rows
     from mmllava.models.peft import merge_lora
@@ -50,7 +51,7 @@ def main(argv=None):
     register_all_modules()
     cfg = Config.fromfile(args.config)
     if not cfg.model.get('lora'):
-        raise SystemExit(f'{args.config} has no model.lora: nothing to merge')
+        raise ValueError(f'{args.config} has no model.lora: nothing to merge')
     bases = args.base if args.base else cfg.get('load_base')
     if isinstance(bases, str):
         bases = [bases]
@@ -74,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

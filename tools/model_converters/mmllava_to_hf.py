@@ -8,13 +8,11 @@ Example::
 Then ``LlavaForConditionalGeneration.from_pretrained('llava-7b-hf')`` and
 ``AutoProcessor.from_pretrained('llava-7b-hf')`` work offline.
 """
-import argparse
-
-from mmllava.convert import export_to_hf
+from mmllava.utils.cli import make_parser, run_cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = make_parser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='mmllava config file')
     parser.add_argument('weights', help='mmllava weights (model.safetensors or a folder)')
     parser.add_argument('out_dir', help='output folder')
@@ -25,8 +23,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from mmllava.convert import export_to_hf
     export_to_hf(args.config, args.weights, args.out_dir, tokenizer=args.tokenizer)
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -107,7 +107,7 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
 
     def no_frames(error):
         why = f': {error}' if error else ''
-        return ValueError(f'video {path!r} has no decodable frames{why}')
+        return ValueError(f'cannot decode video {path!r}: no frame decodes{why}')
 
     container, stream = open_stream()
     stated = stream.frames  # container metadata: 0 when unknown, sometimes wrong
