@@ -77,6 +77,22 @@ def chat(model: torch.nn.Module, messages: Sequence[dict],
     if model.tokenizer is None:
         raise ValueError('chat needs a model with a tokenizer')
     inputs = prepare_chat_inputs(model, messages, images, videos)['inputs']
+    return answer_inputs(model, inputs, stream, **generate_kwargs)
+
+
+def answer_inputs(model: torch.nn.Module, inputs: dict, stream: bool = False,
+                  **generate_kwargs) -> Union[str, Iterator[str]]:
+    """:func:`chat`'s second half: the answer to inputs :func:`prepare_chat_inputs` made.
+
+    The server prepares (decodes, tokenizes) outside its generation lock and answers with
+    this under it; :func:`chat` is the two in a row, so both answer alike.
+
+    Args:
+        model: The LLaVA the inputs were prepared for.
+        inputs (dict): ``prepare_chat_inputs(...)['inputs']``.
+        stream (bool): Return an iterator of text pieces (see :func:`chat`).
+        **generate_kwargs: transformers ``generate`` keywords, as :func:`chat` takes them.
+    """
     kwargs = _generate_kwargs(model, generate_kwargs, inputs['input_ids'].shape[1])
     if stream:
         return stream_generate(model, inputs, kwargs)
@@ -89,5 +105,5 @@ def chat(model: torch.nn.Module, messages: Sequence[dict],
 # Last: the session answers through chat() above, and is imported from here too.
 from .chat_session import ChatSession  # noqa: E402
 
-__all__ = ['IMAGE_PLACEHOLDER', 'VIDEO_PLACEHOLDER', 'ChatSession', 'VisualType', 'chat',
-           'chat_template', 'prepare_chat_inputs']
+__all__ = ['IMAGE_PLACEHOLDER', 'VIDEO_PLACEHOLDER', 'ChatSession', 'VisualType',
+           'answer_inputs', 'chat', 'chat_template', 'prepare_chat_inputs']

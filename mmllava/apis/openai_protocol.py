@@ -9,6 +9,7 @@ OpenAI's error format with the field at fault.
 """
 import json
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -44,8 +45,10 @@ class APIError(Exception):
 
     @classmethod
     def internal(cls, error: BaseException) -> 'APIError':
-        """A 500 for an unexpected failure: the client learns what happened."""
-        return cls(500, f'Internal error: {error}', error_type='server_error')
+        """A 500 for an unexpected failure: its kind, never its message (which may name the
+        server's files); the server's log has the traceback."""
+        return cls(500, f'Internal error ({type(error).__name__}): the server log has the '
+                   'details', error_type='server_error')
 
     def body(self) -> dict:
         """The JSON body of the error response (also sent as an event mid-stream)."""
@@ -62,7 +65,9 @@ def parse_json_body(raw: bytes):
     """
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise APIError(400, 'The body is nested too deeply', code='invalid_json')
+    except (UnicodeDecodeError, ValueError) as e:  # ValueError: JSON, or an int too long
         raise APIError(400, f'The body is not valid JSON: {e}', code='invalid_json')
 
 
@@ -85,7 +90,22 @@ def _check_text(text: str, param: str) -> None:
                        '<image> / <video> in the text', param)
 
 
-def parse_messages(messages, media, tmpdir: str) -> Tuple[List[dict], list, list]:
+def text_chars(messages) -> int:
+    """The characters of a request's text (string contents and text parts), counted before
+    anything else is read; malformed parts count nothing (they are refused later)."""
+    total = 0
+    for message in messages if isinstance(messages, list) else ():
+        content = message.get('content') if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p['text']) for p in content
+                         if isinstance(p, dict) and isinstance(p.get('text'), str))
+    return total
+
+
+def parse_messages(messages, media, tmpdir: str, budget=None,
+                   sources: Optional[dict] = None) -> Tuple[List[dict], list, list]:
     """OpenAI messages -> (messages with ``<image>``/``<video>`` placeholders, images, videos).
 
     Content is a string or a list of parts: ``text``, ``image_url`` and ``video_url``; each
@@ -96,6 +116,10 @@ def parse_messages(messages, media, tmpdir: str) -> Tuple[List[dict], list, list
         messages: The request's ``messages``.
         media: A :class:`~mmllava.apis.openai_media.MediaResolver` that reads the visuals.
         tmpdir (str): Where clips sent as data URIs are written.
+        budget: The request's :class:`~mmllava.apis.openai_media.DecodeBudget` (a new one by
+            default).
+        sources (dict, optional): Filled with each clip's file path -> its request field, so
+            that errors name the field, never a server path.
 
     Raises:
         APIError: 400 for a malformed message or part (``param`` names it), or the
@@ -103,6 +127,8 @@ def parse_messages(messages, media, tmpdir: str) -> Tuple[List[dict], list, list
     """
     if not isinstance(messages, list) or not messages:
         raise APIError(400, 'messages must be a non-empty list', 'messages')
+    budget = media.budget() if budget is None else budget
+    sources = {} if sources is None else sources
     out, images, videos = [], [], []
     for i, message in enumerate(messages):
         param = f'messages[{i}]'
@@ -134,10 +160,12 @@ def parse_messages(messages, media, tmpdir: str) -> Tuple[List[dict], list, list
                 value = part.get(kind)
                 url = value.get('url') if isinstance(value, dict) else value
                 if kind == 'image_url':
-                    images.append(media.image(url, f'{pparam}.image_url'))
+                    images.append(media.image(url, f'{pparam}.image_url', budget))
                     lines.append(IMAGE_PLACEHOLDER)
                 else:
-                    videos.append(media.video(url, f'{pparam}.video_url', tmpdir))
+                    path = media.video(url, f'{pparam}.video_url', tmpdir, budget)
+                    sources[path] = f'{pparam}.video_url'
+                    videos.append(path)
                     lines.append(VIDEO_PLACEHOLDER)
             else:
                 raise APIError(400, 'A content part must be {"type": "text", "text": ...}, '
@@ -192,6 +220,10 @@ class ChatRequest:
         stream (bool): Answer as server-sent events.
         include_usage (bool): End a stream with a usage chunk (``stream_options``).
         seed (int, optional): Seed the sampler with it, for a reproducible sampled answer.
+        deadline (float, optional): ``time.monotonic()`` past which the request is given up.
+        prepared (dict, optional): The model's inputs, once
+            :meth:`~mmllava.apis.openai_service.ChatCompletionService.prepare` made them.
+        sources (dict): Each clip file's path -> the request field it came from.
     """
 
     messages: List[dict]
@@ -202,6 +234,32 @@ class ChatRequest:
     include_usage: bool = False
     seed: Optional[int] = None
     tmpdir: Optional[tempfile.TemporaryDirectory] = field(default=None, repr=False)
+    deadline: Optional[float] = None
+    prepared: Optional[dict] = field(default=None, repr=False)
+    sources: dict = field(default_factory=dict, repr=False)
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def cancel(self) -> None:
+        """Give the request up (its client left): a wait for the model ends, a generation
+        stops at its next token."""
+        self.cancel_event.set()
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self.cancel_event.is_set()
+
+    def expired(self) -> bool:
+        """Whether the request is past its deadline."""
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def redact(self, message: str) -> str:
+        """A message with each clip's server path replaced by the request field it came
+        from (the temporary folder of data URIs included)."""
+        for path, param in sorted(self.sources.items(), key=lambda kv: -len(kv[0])):
+            message = message.replace(path, param)
+        if self.tmpdir is not None:
+            message = message.replace(self.tmpdir.name, '<upload>')
+        return message
 
     def close(self) -> None:
         """Remove the clips written for this request."""
@@ -216,7 +274,8 @@ class ChatRequest:
         self.close()
 
 
-def parse_request(body, model_id: str, media) -> ChatRequest:
+def parse_request(body, model_id: str, media,
+                  max_text_chars: Optional[int] = None) -> ChatRequest:
     """Check a chat-completions body and read its visuals.
 
     Fields are checked in a fixed order (the body, ``model``, ``messages`` present, the
@@ -227,10 +286,13 @@ def parse_request(body, model_id: str, media) -> ChatRequest:
         body: The parsed JSON body.
         model_id (str): The served model; ``model`` may name it or be absent.
         media: A :class:`~mmllava.apis.openai_media.MediaResolver`.
+        max_text_chars (int, optional): A text longer than this cannot fit the model's
+            context: refused before any visual is read.
 
     Raises:
-        APIError: 400 for a malformed request, 404 ``model_not_found`` for another model, or
-            the resolver's error for a visual.
+        APIError: 400 for a malformed request (``context_length_exceeded`` for a text over
+            ``max_text_chars``), 404 ``model_not_found`` for another model, or the
+            resolver's error for a visual.
     """
     if not isinstance(body, dict):
         raise APIError(400, 'The request body must be a JSON object')
@@ -247,15 +309,22 @@ def parse_request(body, model_id: str, media) -> ChatRequest:
     if options is not None and not isinstance(options, dict):
         raise APIError(400, 'stream_options must be an object', 'stream_options')
     seed = _number(body, 'seed', -2**63, 2**64 - 1, integer=True)
+    chars = text_chars(body['messages'])
+    if max_text_chars is not None and chars > max_text_chars:
+        raise APIError(400, f'The messages hold {chars} characters of text: more than the '
+                       f'model context can hold. Send a shorter conversation', 'messages',
+                       'context_length_exceeded')
     tmpdir = tempfile.TemporaryDirectory(prefix='mmllava_serve_')
+    sources = {}
     try:
-        messages, images, videos = parse_messages(body['messages'], media, tmpdir.name)
+        messages, images, videos = parse_messages(body['messages'], media, tmpdir.name,
+                                                  sources=sources)
     except BaseException:
         tmpdir.cleanup()
         raise
     return ChatRequest(messages, images, videos, kwargs, stream=bool(stream),
                        include_usage=bool((options or {}).get('include_usage')), seed=seed,
-                       tmpdir=tmpdir)
+                       tmpdir=tmpdir, sources=sources)
 
 
 # ---------------------------------------------------------------------- responses

@@ -12,7 +12,7 @@ from PIL import Image
 
 from mmllava.apis import get_model
 from mmllava.apis.chat import chat, prepare_chat_inputs
-from mmllava.apis.openai_media import MediaResolver, split_data_uri
+from mmllava.apis.openai_media import REFUSED_PATH, MediaResolver, split_data_uri
 from mmllava.apis.openai_protocol import (
     SSE_DONE,
     APIError,
@@ -30,6 +30,8 @@ from mmllava.apis.openai_service import ChatCompletionService
 from mmllava.datasets.transforms.loading import load_image
 
 ROOT = Path(__file__).resolve().parents[2]
+# A failure's kind, never its message (it may name the server's files).
+INTERNAL = 'Internal error (RuntimeError): the server log has the details'
 TINY = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
 
 
@@ -40,6 +42,21 @@ def png(seed=0, size=(32, 24), mode='RGB') -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array if channels > 1 else array[..., 0], mode).save(buf, 'PNG')
     return buf.getvalue()
+
+
+def mp4(frames=4, size=(16, 16), seed=0) -> bytes:
+    """A real clip's bytes (the resolver measures clips by their container)."""
+    import tempfile
+
+    from mmllava.utils.video_io import write_mp4
+    pixels = np.random.RandomState(seed).randint(0, 255, (frames, size[1], size[0], 3),
+                                                 dtype=np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        write_mp4(f'{folder}/c.mp4', pixels)
+        return Path(f'{folder}/c.mp4').read_bytes()
+
+
+CLIP = mp4()
 
 
 def uri(data: bytes, mime='image/png') -> str:
@@ -75,7 +92,7 @@ def test_error_body_and_json_body():
     assert err.body() == dict(error=dict(message='gone', type='invalid_request_error',
                                          param='model', code='model_not_found'))
     assert APIError.internal(RuntimeError('boom')).body() == dict(error=dict(
-        message='Internal error: boom', type='server_error', param=None, code=None))
+        message=INTERNAL, type='server_error', param=None, code=None))
     assert parse_json_body(b'{"a": [1]}') == dict(a=[1])
     for raw in (b'{"messages": [}', b'\xff\xfe'):
         with raises(400, code='invalid_json'):
@@ -104,11 +121,21 @@ def test_images_offline_and_bounded(media, tmp_path):
     outside = tmp_path / 'out.png'
     outside.write_bytes(png(3))
     (media.allowed_dir / 'link.png').symlink_to(outside)  # a link cannot lead outside
-    for url in (str(media.allowed_dir / '..' / 'out.png'), str(media.allowed_dir / 'link.png')):
-        with raises(403, 'p', 'local_media_forbidden'):
+    (media.allowed_dir / 'dangling.png').symlink_to(tmp_path / 'gone.png')
+    # Outside the folder, existing or not, linked to or not: one answer, so a client cannot
+    # learn which of the server's files exist.
+    refused = []
+    for url in (str(media.allowed_dir / '..' / 'out.png'), str(media.allowed_dir / 'link.png'),
+                str(tmp_path / 'nope.png'), str(media.allowed_dir / 'dangling.png'),
+                '/etc/passwd', '/etc/no-such-file', 'file:///etc/passwd', '../out.png'):
+        with pytest.raises(APIError) as info:
             media.image(url, 'p')
-    with raises(400, 'p', 'file_not_found', f'No such file: {tmp_path / "nope.png"}'):
-        media.image(str(tmp_path / 'nope.png'), 'p')
+        refused.append(info.value.body())
+    assert refused == [APIError(403, REFUSED_PATH, 'p', 'local_media_forbidden').body()] * 8
+    # Inside it, a missing file may say so (and a relative path is the folder's).
+    with raises(400, 'p', 'file_not_found', 'No such file in the allowed folder'):
+        media.image(str(media.allowed_dir / 'nope.png'), 'p')
+    assert media.image('in.png', 'p').size == (32, 24)
     with raises(403, 'p', 'local_media_forbidden'):
         MediaResolver(None, 10_000).image(str(inside), 'p')
     with raises(400, 'p', 'url_not_supported'):
@@ -125,20 +152,22 @@ def test_images_offline_and_bounded(media, tmp_path):
 def test_clips_written_to_the_request_folder(media, tmp_path):
     folder = tmp_path / 'clips'
     folder.mkdir()
-    first = media.video(uri(b'mp4 bytes', 'video/mp4'), 'p', str(folder))
-    second = media.video(uri(b'webm bytes', 'video/webm'), 'p', str(folder))
+    first = media.video(uri(CLIP, 'video/mp4'), 'p', str(folder))
+    second = media.video(uri(CLIP, 'video/webm'), 'p', str(folder))
     assert [Path(first).name, Path(second).name] == ['clip0.mp4', 'clip1.webm']
-    assert Path(first).read_bytes() == b'mp4 bytes'
+    assert Path(first).read_bytes() == CLIP
     local = media.allowed_dir / 'a.mp4'
-    local.write_bytes(b'x')
+    local.write_bytes(CLIP)
     assert media.video(str(local), 'p', str(folder)) == str(local.resolve())
     with raises(400, 'p', 'invalid_video'):
         media.video(uri(b'x', 'application/pdf'), 'p', str(folder))
+    with raises(400, 'p', 'invalid_video'):  # not a clip: refused before it reaches a decoder
+        media.video(uri(b'mp4 bytes', 'video/mp4'), 'p', str(folder))
 
 
 def test_parts_become_placeholders_where_they_are(media, tmp_path):
     image = dict(type='image_url', image_url=dict(url=uri(png(5))))
-    clip = dict(type='video_url', video_url=dict(url=uri(b'clip', 'video/mp4')))
+    clip = dict(type='video_url', video_url=dict(url=uri(CLIP, 'video/mp4')))
     messages = [
         dict(role='system', content='Be brief.'),
         dict(role='user', content=[image, dict(type='text', text='What is it?')]),
@@ -151,7 +180,7 @@ def test_parts_become_placeholders_where_they_are(media, tmp_path):
                    dict(role='user', content='<image>\nWhat is it?'),
                    dict(role='assistant', content='A cat.'),
                    dict(role='user', content='And\n<video>\n<image>\nhere?')]
-    assert len(images) == 2 and [Path(v).read_bytes() for v in videos] == [b'clip']
+    assert len(images) == 2 and [Path(v).read_bytes() for v in videos] == [CLIP]
 
 
 @pytest.mark.parametrize('messages,param,message', [
@@ -231,7 +260,7 @@ def test_request_checks_and_its_clip_folder(media):
             dict(type='image_url', image_url=dict(url='http://x'))])], temperature=9),
             'tiny', media)
 
-    clip = dict(type='video_url', video_url=dict(url=uri(b'clip', 'video/mp4')))
+    clip = dict(type='video_url', video_url=dict(url=uri(CLIP, 'video/mp4')))
     request = parse_request(dict(model='tiny', messages=[dict(role='user', content=[clip])],
                                  max_tokens=3, stream=True, seed=7,
                                  stream_options=dict(include_usage=1)), 'tiny', media)

@@ -26,6 +26,8 @@ from mmllava.engine.checkpoint import save_weights
 from mmllava.utils.cli import add_model_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
+# A failure's kind, never its message (it may name the server's files).
+INTERNAL = 'Internal error (RuntimeError): the server log has the details'
 CONFIG = str(ROOT / 'configs/llava/llava-tiny_vqa.py')
 SERVE = ROOT / 'tools/serve.py'
 MAX_BYTES = 300_000
@@ -359,15 +361,37 @@ def _raw(server, method, path, body=b'', headers=None, conn=None):
     return resp.status, resp.headers, (json.loads(data) if data else None), conn
 
 
+def _raw_status(server, request: bytes) -> int:
+    """The status of a hand-written request (headers as no client library would send)."""
+    host, port = server['url'].split('//')[1].split('/')[0].rsplit(':', 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b''
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return int(reply.split(b' ', 2)[1])
+
+
 def test_http_edges(server):
     chat_path = '/v1/chat/completions'
+    # A chunked body is read up to the bound: this one is read, and is not JSON.
     status, headers, body, _ = _raw(server, 'POST', chat_path, b'5\r\n{"a":\r\n0\r\n\r\n',
                                     {'Transfer-Encoding': 'chunked'})
-    _assert_error(status, body, 411)
-    assert headers['Connection'] == 'close'
+    _assert_error(status, body, 400)
+    assert body['error']['code'] == 'invalid_json'
+    chunk = b' ' * 65536
+    many = (b'%x\r\n' % len(chunk) + chunk + b'\r\n') * (MAX_BYTES // len(chunk) + 2)
+    status, headers, body, _ = _raw(server, 'POST', chat_path, many + b'0\r\n\r\n',
+                                    {'Transfer-Encoding': 'chunked'})
+    _assert_error(status, body, 413)
+    assert body['error']['code'] == 'request_too_large' and headers['Connection'] == 'close'
     status, _, body, _ = _raw(server, 'POST', chat_path)  # no Content-Length
     _assert_error(status, body, 411)
-    assert body['error']['message'] == 'Content-Length is required'
+    assert body['error']['message'] == 'Send a Content-Length (or a chunked body)'
+    for length in ('-1', 'abc', '1e3', '+5'):  # read no body: a 400, whoever answers it
+        assert _raw_status(server, f'POST {chat_path} HTTP/1.1\r\nHost: x\r\n'
+                           f'Content-Length: {length}\r\n\r\n{{}}'.encode()) == 400, length
     huge = b'{' + b' ' * MAX_BYTES + b'}'
     status, headers, body, _ = _raw(server, 'POST', chat_path, huge,
                                     {'Content-Length': str(len(huge))})
@@ -487,10 +511,10 @@ def test_a_failing_generation_is_a_500_or_an_error_event(live, monkeypatch):
     monkeypatch.setattr(live['model'], 'generate', broken)
     body = _user(_text('hi'))
     assert _request(live, '/chat/completions', body) == (500, dict(error=dict(
-        message='Internal error: boom', type='server_error', param=None, code=None)))
+        message=INTERNAL, type='server_error', param=None, code=None)))
     status, text = _request(live, '/chat/completions', dict(body, stream=True))
     assert status == 200  # the status was sent with the first chunk: the error is an event
     events = [e for e in text.split('\n\n') if e]
     assert events[-1] == 'data: [DONE]'
-    assert json.loads(events[-2][len('data: '):])['error']['message'] == 'Internal error: boom'
+    assert json.loads(events[-2][len('data: '):])['error']['message'] == INTERNAL
     assert not live['service'].lock.locked()
