@@ -20,6 +20,7 @@ converters against an independent statement of each layout.
 Also here: the repository's tiny config built the same way for every test that uses it
 (:func:`tiny_model`), and helpers to run the tools in-process or as subprocesses.
 """
+import contextlib
 import copy
 import json
 import os
@@ -368,6 +369,26 @@ def load_script(relpath: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def serving_in_thread(srv):
+    """A ``tools/serve.py`` ``LlavaServer`` served from a thread of this process while the
+    block runs (started before it, shut down and closed after)."""
+    import threading
+    import time
+    thread = threading.Thread(target=srv.serve_forever, name='serve-test', daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.uvicorn.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.uvicorn.started
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        thread.join(timeout=30)
+        srv.server_close()
 
 
 def run_script(relpath: str, argv) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import serving_in_thread
 from PIL import Image
 
 from mmllava.apis import get_model
@@ -420,16 +421,8 @@ def live(server):
     """The server in this process (uvicorn in a thread): a test may slow or break generate."""
     serve = _serve_module()
     srv = serve.build_server(server['model'], 'llava-tiny_vqa', port=0, log_level='warning')
-    thread = threading.Thread(target=srv.serve_forever, name='serve-test', daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.uvicorn.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.uvicorn.started
-    yield dict(server, url=srv.url, service=srv.app.state.service)
-    srv.shutdown()
-    thread.join(timeout=30)
-    srv.server_close()
+    with serving_in_thread(srv):
+        yield dict(server, url=srv.url, service=srv.app.state.service)
 
 
 def test_models_answer_while_a_generation_runs(live, monkeypatch):

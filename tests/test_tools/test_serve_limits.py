@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_llava import serving_in_thread
 
 from mmllava.apis import get_model
 
@@ -37,17 +38,9 @@ def live():
     srv = serve.build_server(model, 'tiny', port=0, log_level='warning', max_pending=2,
                              header_timeout=TIMEOUT, body_timeout=TIMEOUT,
                              media_limits=dict(max_frame_pixels=32 * 32))
-    thread = threading.Thread(target=srv.serve_forever, name='serve-limits', daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.uvicorn.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.uvicorn.started
-    yield dict(address=srv.server_address, model=model, service=srv.app.state.service,
-               app=srv.app, serve=serve)
-    srv.shutdown()
-    thread.join(timeout=30)
-    srv.server_close()
+    with serving_in_thread(srv):
+        yield dict(address=srv.server_address, model=model, service=srv.app.state.service,
+                   app=srv.app, serve=serve)
 
 
 def _send(live, data: bytes, wait=30.0):
