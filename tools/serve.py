@@ -44,6 +44,7 @@ MAX_PENDING = 16  # chat requests admitted at once (parsing, waiting or generati
 PREPARE_WORKERS = 2  # threads that decode visuals and tokenize, beside the one generating
 HEADER_TIMEOUT_S = 30.0
 BODY_TIMEOUT_S = 30.0
+DISCONNECT_POLL_S = 0.02  # how often a request under way checks that its client is there
 REQUEST_TIMEOUT_S = 600.0
 RETRY_AFTER_S = 5
 BACKLOG = 1024
@@ -144,7 +145,7 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
             if await request.is_disconnected():
                 chat_request.cancel()
                 return
-            await anyio.sleep(0.1)
+            await anyio.sleep(DISCONNECT_POLL_S)
 
     async def until_done(request: Request, chat_request, work, *args):
         """Run blocking ``work`` in a thread; the client leaving cancels the request."""
@@ -168,9 +169,10 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
         releases the model's lock and stops a generation nobody reads.
         """
 
-        def __init__(self, first: dict, events, on_close):
+        def __init__(self, first: dict, events, on_close, request: Request, chat_request):
             self.events = events
             self.on_close = on_close
+            self.request, self.chat_request = request, chat_request
             super().__init__(self._body(first), media_type='text/event-stream',
                              headers={'Cache-Control': 'no-cache'})
 
@@ -182,7 +184,13 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
 
         async def __call__(self, scope, receive, send):
             try:
-                await super().__call__(scope, receive, send)
+                async with anyio.create_task_group() as tasks:
+                    # A send to a client that left may not fail (uvicorn drops it): watch.
+                    tasks.start_soon(watch_disconnect, self.request, self.chat_request)
+                    try:
+                        await super().__call__(scope, receive, send)
+                    finally:
+                        tasks.cancel_scope.cancel()
             finally:
                 with anyio.CancelScope(shield=True):  # runs even when cancelled
                     await run_in_threadpool(self.events.close)
@@ -235,7 +243,7 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
                 events.close()
                 raise
             streaming = True
-            return EventStream(first, events, release)
+            return EventStream(first, events, release, request, chat_request)
         except APIError as err:
             return error(err)
         except ClientDisconnect:  # gone while its body was read: nothing to answer, or log

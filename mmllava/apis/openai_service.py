@@ -118,14 +118,21 @@ class ChatCompletionService:
 
         Raises:
             APIError: 400 for a conversation :func:`chat` refuses (``param`` ``messages``;
-                ``code`` ``context_length_exceeded`` when it leaves no room for an answer).
+                ``code`` ``context_length_exceeded`` when it leaves no room for an answer);
+                413 ``video_too_large`` for a clip whose frames grow past its header's size.
         """
+        from mmllava.datasets.transforms.video import FrameSizeError, strict_frame_size
+
         from .chat import prepare_chat_inputs
         if request.prepared is not None:
             return request
         try:
-            request.prepared = prepare_chat_inputs(self.model, request.messages,
-                                                   request.images, request.videos)
+            with strict_frame_size():  # the clips were measured by their headers
+                request.prepared = prepare_chat_inputs(self.model, request.messages,
+                                                       request.images, request.videos)
+        except FrameSizeError as e:
+            request.close()
+            raise APIError(413, request.redact(str(e)), 'messages', 'video_too_large')
         except ValueError as e:  # chat's word for the caller's mistake
             request.close()
             code = 'context_length_exceeded' if 'context' in str(e) else None

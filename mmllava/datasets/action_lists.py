@@ -34,7 +34,7 @@ import os.path as osp
 from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 from mmllava.conversation import from_llava_conversations
-from mmllava.datasets.label_map import read_label_map
+from mmllava.datasets.label_map import read_label_map, read_text_lines
 from mmllava.registry import DATASETS
 
 from .base import MISSING_IMAGE, BaseLlavaDataset, InvalidSampleError
@@ -124,28 +124,27 @@ def read_action_list(path: str, list_format: str = 'videos',
         raise FileNotFoundError(f'action list not found: {path!r}')
     fields = _FIELDS[list_format]
     entries = []
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            where = f'{path}:{number}'
-            if len(parts) != len(fields):
-                # Multi-label lines (mmaction2's multi_class) and paths with spaces land here.
-                raise ValueError(
-                    f'{where}: expected "{" ".join(fields)}" ({len(fields)} fields) for a '
-                    f'{list_format} list, got {len(parts)}: {line.strip()!r:.120}')
-            label = _int_field(parts[-1], 'label', where)
-            if label < 0 or (num_classes is not None and label >= num_classes):
-                size = f' ({num_classes} classes)' if num_classes is not None else ''
-                raise ValueError(f'{where}: label {label} is outside the label map '
-                                 f'{label_map}{size}')
-            total = None
-            if list_format == 'rawframes':
-                total = _int_field(parts[1], 'total_frames', where)
-                if total < 1:
-                    raise ValueError(f'{where}: total_frames must be positive, got {total}')
-            entries.append(ActionListEntry(parts[0], label, total, number))
+    for number, line in enumerate(read_text_lines(path, 'action list'), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        where = f'{path}:{number}'
+        if len(parts) != len(fields):
+            # Multi-label lines (mmaction2's multi_class) and paths with spaces land here.
+            raise ValueError(
+                f'{where}: expected "{" ".join(fields)}" ({len(fields)} fields) for a '
+                f'{list_format} list, got {len(parts)}: {line.strip()!r:.120}')
+        label = _int_field(parts[-1], 'label', where)
+        if label < 0 or (num_classes is not None and label >= num_classes):
+            size = f' ({num_classes} classes)' if num_classes is not None else ''
+            raise ValueError(f'{where}: label {label} is outside the label map '
+                             f'{label_map}{size}')
+        total = None
+        if list_format == 'rawframes':
+            total = _int_field(parts[1], 'total_frames', where)
+            if total < 1:
+                raise ValueError(f'{where}: total_frames must be positive, got {total}')
+        entries.append(ActionListEntry(parts[0], label, total, number))
     if not entries:
         raise ValueError(f'{path}: the action list has no samples')
     return entries

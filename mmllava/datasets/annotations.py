@@ -16,7 +16,7 @@ from typing import Dict, Sequence, Tuple
 
 from .action_lists import read_action_list, sample_id_of
 from .coco_caption import _image_id
-from .label_map import read_label_map
+from .label_map import read_label_map, read_text_lines
 
 
 class AnnotationError(ValueError):
@@ -24,12 +24,22 @@ class AnnotationError(ValueError):
 
 
 def read_json_or_lines(path: str):
-    """A JSON document, or a list of the JSON values of a JSON-lines file."""
-    with open(path) as f:
-        text = f.read()
+    """A JSON document, or a list of the JSON values of a JSON-lines file.
+
+    Raises:
+        AnnotationError: the file is not UTF-8, JSON or JSON lines.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f'{path}: not UTF-8 text (byte {e.start}): a JSON file was '
+                              'expected') from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except RecursionError:
+        raise AnnotationError(f'{path}: JSON nested too deeply') from None
+    except ValueError:  # JSONDecodeError, or an integer too long to read
         pass
     rows = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -39,6 +49,8 @@ def read_json_or_lines(path: str):
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
             raise AnnotationError(f'{path}:{n}: neither a JSON file nor JSON lines ({e.msg})')
+        except (ValueError, RecursionError) as e:
+            raise AnnotationError(f'{path}:{n}: unreadable JSON ({type(e).__name__})')
     return rows
 
 
@@ -53,11 +65,16 @@ def read_vqa(path: str) -> Tuple[Dict[str, dict], dict]:
     _need(isinstance(data, dict) and ('annotations' in data or 'data' in data), path,
           'expected VQAv2 annotations ({"annotations": [...]}) or TextVQA ({"data": [...]})')
     textvqa = 'annotations' not in data
+    records = data['data'] if textvqa else data['annotations']
+    _need(isinstance(records, list), path, f'"{"data" if textvqa else "annotations"}" must be '
+          'a list of records')
     out = {}
-    for n, ann in enumerate(data['data'] if textvqa else data['annotations']):
-        _need(isinstance(ann, dict) and 'question_id' in ann and ann.get('answers'), path,
-              f'record #{n} needs question_id and answers: {ann!r:.120}')
-        answers = [a if isinstance(a, str) else a.get('answer') for a in ann['answers']]
+    for n, ann in enumerate(records):
+        _need(isinstance(ann, dict) and 'question_id' in ann
+              and isinstance(ann.get('answers'), list) and ann['answers'], path,
+              f'record #{n} needs question_id and answers (a list): {ann!r:.120}')
+        answers = [a if isinstance(a, str) else a.get('answer') if isinstance(a, dict) else None
+                   for a in ann['answers']]
         _need(all(isinstance(a, str) for a in answers), path,
               f'question {ann["question_id"]!r}: answers must be str or {{"answer": str}}')
         out[str(ann['question_id'])] = dict(gt=answers, answer_type=ann.get('answer_type'))
@@ -69,9 +86,11 @@ def read_caption(path: str) -> Tuple[Dict[str, dict], dict]:
     data = read_json_or_lines(path)
     out = {}
     if isinstance(data, dict):
-        _need('annotations' in data, path, 'a COCO caption file has "annotations"')
+        _need(isinstance(data.get('annotations'), list), path,
+              'a COCO caption file has a list of "annotations"')
         for ann in data['annotations']:
-            _need(isinstance(ann.get('caption'), str) and 'image_id' in ann, path,
+            _need(isinstance(ann, dict) and isinstance(ann.get('caption'), str)
+                  and 'image_id' in ann, path,
                   f'bad caption record {ann!r:.120}')
             out.setdefault(str(ann['image_id']), dict(gt=[]))['gt'].append(ann['caption'])
         return out, {}
@@ -79,7 +98,9 @@ def read_caption(path: str) -> Tuple[Dict[str, dict], dict]:
     for n, ann in enumerate(data):
         _need(isinstance(ann, dict) and isinstance(ann.get('image'), str)
               and ann.get('caption'), path, f'record #{n} needs "image" and "caption"')
-        caps = [ann['caption']] if isinstance(ann['caption'], str) else list(ann['caption'])
+        caps = [ann['caption']] if isinstance(ann['caption'], str) else ann['caption']
+        _need(isinstance(caps, list) and all(isinstance(c, str) for c in caps), path,
+              f'record #{n}: "caption" must be a str or a list of str')
         out.setdefault(str(_image_id(ann)), dict(gt=[]))['gt'].extend(caps)
     return out, {}
 
@@ -92,12 +113,17 @@ def read_multiple_choice(path: str) -> Tuple[Dict[str, dict], dict]:
         _need(len(rows) == len(data), path, 'ScienceQA problems.json maps ids to problems')
     else:
         rows = data
+    _need(isinstance(rows, list), path, 'expected ScienceQA problems ({pid: problem}) or a '
+          'list of records')
     out = {}
     for n, row in enumerate(rows):
         _need(isinstance(row, dict) and 'question_id' in row and 'answer' in row
               and (row.get('choices') or row.get('num_options')), path,
               f'record #{n} needs question_id, answer and choices (or num_options)')
-        num = row.get('num_options') or len(row['choices'])
+        num = row.get('num_options') or row['choices']
+        num = len(num) if isinstance(num, list) else num
+        _need(isinstance(num, int) and not isinstance(num, bool) and num > 0, path,
+              f'record #{n}: "choices" must be a list (or "num_options" a positive integer)')
         out[str(row['question_id'])] = dict(gt=row['answer'], num_options=num)
     return out, {}
 
@@ -150,9 +176,15 @@ def read_action_labels(path: str, label_map: str = None) -> Tuple[Dict[str, dict
     label_map = label_map or osp.join(osp.dirname(path), 'label_map.txt')
     _need(osp.exists(label_map), path, f'no label map: {label_map} does not exist (give one '
           'with --label-map)')
-    classes = read_label_map(label_map)
-    with open(path, encoding='utf-8') as f:
-        first = next((line.split() for line in f if line.strip()), [])
+    try:
+        classes = read_label_map(label_map)
+    except ValueError as e:
+        raise AnnotationError(str(e)) from None
+    try:
+        lines = read_text_lines(path, 'action list')
+    except ValueError as e:
+        raise AnnotationError(str(e)) from None
+    first = next((line.split() for line in lines if line.strip()), [])
     list_format = 'rawframes' if len(first) == 3 else 'videos'
     try:
         entries = read_action_list(path, list_format, len(classes), label_map)

@@ -168,8 +168,15 @@ class BaseLlavaDataset(BaseDataset):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{type(self).__name__}: annotation file not found: '
                                     f'{path!r}')
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
+        try:
+            with open(path, encoding='utf-8') as f:
+                return json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f'{type(self).__name__}: {path!r} is not a JSON file '
+                             f'({type(e).__name__}: {e})') from None
+        except RecursionError:
+            raise ValueError(f'{type(self).__name__}: {path!r}: JSON nested too deeply') \
+                from None
 
     def _invalid(self, sample_id, reason: str, message: str, path: Optional[str] = None,
                  record: Optional[dict] = None):
@@ -225,6 +232,11 @@ class BaseLlavaDataset(BaseDataset):
             print_log(f'{type(self).__name__} ({self.ann_file}): '
                       f'{summarize_skipped(problems)} (first: {problems[0].message})',
                       logger='current', level=logging.WARNING)
+        if not records:
+            why = (f'every sample was invalid ({summarize_skipped(problems)}; first: '
+                   f'{problems[0].message})' if problems else 'it holds no samples')
+            raise ValueError(f'{type(self).__name__}: nothing to load from {self.ann_file!r}: '
+                             f'{why}')
         return records
 
     def _serialize_data(self):

@@ -38,6 +38,20 @@ def readable_class_name(name: str) -> str:
     return ' '.join(words.split()).lower()
 
 
+def read_text_lines(path: str, what: str) -> List[str]:
+    """The lines of a UTF-8 text file (a list or a label map), split at ``\\n``, ``\\r\\n`` and
+    ``\\r`` only, so that line numbers are those an editor shows.
+
+    Raises:
+        ValueError: the file is not UTF-8, named with the byte that is not.
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            return f.read().split('\n')  # text mode made \r\n and \r into \n
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{path}: the {what} is not UTF-8 text (byte {e.start})') from None
+
+
 def read_label_map(path: str, readable: bool = True) -> List[str]:
     """Class names of a label map file: line ``i`` (from 0) names label ``i``.
 
@@ -57,8 +71,7 @@ def read_label_map(path: str, readable: bool = True) -> List[str]:
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'label map not found: {path!r}')
-    with open(path, encoding='utf-8') as f:
-        lines = f.read().splitlines()
+    lines = read_text_lines(path, 'label map')
     while lines and not lines[-1].strip():  # a trailing newline or two is fine
         lines.pop()
     if not lines:

@@ -118,6 +118,47 @@ def test_clip_errors_name_the_field_not_the_servers_path(service):
     assert folder not in message and '/tmp' not in message, message
 
 
+def h264(sizes) -> bytes:
+    """A raw H.264 stream whose frames change size mid-way (one encoded run per size)."""
+    import av
+    data = b''
+    for i, (w, h) in enumerate(sizes):
+        buf = io.BytesIO()
+        with av.open(buf, 'w', format='h264') as out:
+            stream = out.add_stream('libx264', rate=8)
+            stream.width, stream.height, stream.pix_fmt = w, h, 'yuv420p'
+            for j in range(4):
+                frame = np.full((h, w, 3), 30 * (i + j), np.uint8)
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
+            out.mux(stream.encode())
+        data += buf.getvalue()
+    return data
+
+
+def test_a_clip_whose_frames_grow_past_its_header_is_refused(service, tmp_path):
+    from mmllava.datasets.transforms import load_video_frames
+    from mmllava.datasets.transforms.video import FrameSizeError, strict_frame_size
+    grows = tmp_path / 'grows.h264'
+    grows.write_bytes(h264([(32, 32), (320, 320)]))
+    assert len(load_video_frames(str(grows), 8)) == 8  # datasets accept a size change
+    with strict_frame_size(), pytest.raises(FrameSizeError, match='frame 4 is 320x320 pixels, '
+                                            'larger than the 32x32 its header states'):
+        load_video_frames(str(grows), 8)
+    assert len(load_video_frames(str(grows), 8)) == 8  # the context ends with its block
+    # The header says 32x32 (within the limit and the budget): decoding finds the rest.
+    body = dict(messages=[dict(role='user', content=[clip_part(grows.read_bytes()),
+                                                     dict(type='text', text='What?')])])
+    request = service.parse(body)
+    with pytest.raises(APIError) as info:
+        service.prepare(request)
+    assert (info.value.status, info.value.code) == (413, 'video_too_large'), info.value.body()
+    assert 'is 320x320 pixels, larger than the 32x32 its header' in info.value.message
+    assert '/tmp' not in info.value.message and request.tmpdir is None
+    shrinks = h264([(64, 64), (32, 32)])  # smaller frames are within the measure
+    body['messages'][0]['content'][0] = clip_part(shrinks)
+    assert service.prepare(service.parse(body)).prepared is not None
+
+
 def test_cancel_and_deadline_end_the_wait_for_the_model(service):
     body = dict(messages=[dict(role='user', content='hi')], max_tokens=2)
     service.lock.acquire()  # another answer is being generated

@@ -14,6 +14,8 @@ import os.path as osp
 import re
 import warnings
 import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -70,6 +72,28 @@ class PartialVideoWarning(UserWarning):
 #: The default share of a clip's frames (as its header states them) that must decode.
 MIN_DECODED_FRACTION = 0.5
 
+_STRICT_FRAME_SIZE: ContextVar[bool] = ContextVar('strict_frame_size', default=False)
+
+
+class FrameSizeError(ValueError):
+    """A decoded frame larger than its stream's header states (see :func:`strict_frame_size`)."""
+
+
+@contextmanager
+def strict_frame_size():
+    """Within it, a clip frame larger than the size its stream's header states is an error.
+
+    A server measures a clip by its header before decoding (frame size x frames); a stream
+    that grows its frames mid-way would decode past that measure, so the server decodes in
+    this context and the first such frame raises :class:`FrameSizeError`, before it is
+    converted. Datasets keep accepting clips whose size changes.
+    """
+    token = _STRICT_FRAME_SIZE.set(True)
+    try:
+        yield
+    finally:
+        _STRICT_FRAME_SIZE.reset(token)
+
 
 def _decode_video(path: str, num_frames: int, jitter: bool = False,
                   min_decoded_fraction: float = MIN_DECODED_FRACTION) -> List[np.ndarray]:
@@ -93,14 +117,22 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
         """
         frames, seen, error = {}, 0, None
         container, stream = open_stream()
+        width, height = stream.codec_context.width, stream.codec_context.height  # the header's
+        strict = _STRICT_FRAME_SIZE.get()
         with container:
             try:
                 for frame in container.decode(stream):
+                    if strict and frame.width * frame.height > width * height:
+                        raise FrameSizeError(
+                            f'video {path!r}: frame {seen} is {frame.width}x{frame.height} '
+                            f'pixels, larger than the {width}x{height} its header states')
                     if seen in wanted:
                         frames[seen] = frame.to_ndarray(format='rgb24')
                     seen += 1
                     if last is not None and seen > last:
                         break
+            except FrameSizeError:
+                raise
             except Exception as e:  # av.error.* from a damaged packet
                 error = f'{type(e).__name__}: {e}'
         return frames, seen, error
