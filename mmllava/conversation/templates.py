@@ -6,7 +6,8 @@ tokens and visual placeholders, each flagged trainable or not. The prompt text
 (:func:`~mmllava.conversation.tokenize_conversation`) both come from that one rendering, so
 they can never disagree.
 
-The strings are the original LLaVA's (``llava/conversation.py``); ``chatml`` is Qwen's.
+The strings are the original LLaVA's (``llava/conversation.py``); ``chatml`` is Qwen's, and
+``mistral_instruct`` and ``qwen_1_5`` are LLaVA-NeXT's (its ``llava/conversation.py``).
 """
 import dataclasses
 import re
@@ -142,13 +143,14 @@ def _render_two(t: ConversationTemplate, system: str, turns: List[Turn],
 
 def _render_llama_2(t: ConversationTemplate, system: str, turns: List[Turn],
                     gen: bool) -> List[Segment]:
-    # "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{q} [/INST] {a} </s><s>[INST] {q} [/INST]"
+    # "[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{q} [/INST] {a} </s>{sep}[INST] {q} [/INST]": sep
+    # is "<s>" for llava_llama_2 and "" for mistral_instruct; no system, no <<SYS>> block.
     segs = _bos(t)
     for i, (question, answer) in enumerate(turns):
-        if i == 0:
+        if i == 0 and system:
             question = f'<<SYS>>\n{system}\n<</SYS>>\n\n{question}'
-        else:
-            segs.append(t.special('<s>'))
+        elif i > 0 and t.sep:
+            segs.append(t.special(t.sep))
         segs.append(_text(f'[INST] {question} [/INST]'))
         if answer is not None:
             segs += [_text(f' {answer} ', True), t.special(t.sep2, True)]
@@ -212,12 +214,19 @@ BUILTIN_TEMPLATES = (
                          'the user with a variety of tasks using natural language.',
                          roles=('USER', 'ASSISTANT'), sep='<s>', sep2='</s>',
                          special_tokens=_LLAMA_SPECIALS),
+    # LLaVA-NeXT's mistral_instruct (LLaVA-1.6 Mistral-7B): llama_2 layout, no system text and
+    # nothing between turns.
+    ConversationTemplate(name='mistral_instruct', style='llama_2', system='',
+                         roles=('USER', 'ASSISTANT'), sep='', sep2='</s>',
+                         special_tokens=_LLAMA_SPECIALS),
     ConversationTemplate(name='chatml', style='chatml', system='You are a helpful assistant.',
                          roles=('user', 'assistant'), sep='\n', sep2='<|im_end|>',
                          add_bos=False, turn_start='<|im_start|>',
                          special_tokens=(('<|im_start|>', '<|im_start|>'),
                                          ('<|im_end|>', '<|im_end|>'))),
 )
+# LLaVA-NeXT's qwen_1_5 (OneVision, LLaVA-Video): chatml with Qwen's default system text.
+BUILTIN_TEMPLATES += (dataclasses.replace(BUILTIN_TEMPLATES[-1], name='qwen_1_5'),)
 
 
 def _register(template: ConversationTemplate) -> None:

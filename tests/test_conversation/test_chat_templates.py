@@ -25,7 +25,8 @@ TWO_TURNS = [
 
 
 def test_registered_names():
-    for name in ('plain', 'vicuna_v1', 'llava_v1', 'llava_llama_2', 'chatml'):
+    for name in ('plain', 'vicuna_v1', 'llava_v1', 'llava_llama_2', 'mistral_instruct',
+                 'chatml', 'qwen_1_5'):
         assert name in TEMPLATES.module_dict
         template = get_template(name)
         assert isinstance(template, ConversationTemplate) and template.name == name
@@ -59,6 +60,32 @@ def test_llava_llama_2_prompt():
         'A dog. </s><s>[INST] Color? [/INST]')
     assert build_prompt(TWO_TURNS, 'llava_llama_2', add_generation_prompt=False).endswith(
         '[INST] Color? [/INST] Brown. </s>')
+
+
+def test_mistral_instruct_prompt():
+    # LLaVA-NeXT's conv_mistral_instruct: LLAMA_2 style, system "", sep "", sep2 "</s>".
+    assert build_prompt(TWO_TURNS[:3], 'mistral_instruct') == (
+        '[INST] <image>\nWhat is it? [/INST] A dog. </s>[INST] Color? [/INST]')
+    assert build_prompt(TWO_TURNS, 'mistral_instruct', add_generation_prompt=False) == (
+        '[INST] <image>\nWhat is it? [/INST] A dog. </s>[INST] Color? [/INST] Brown. </s>')
+    assert get_template('mistral_instruct').add_bos
+    # The original wraps a system text only when there is one, for every llama_2 template.
+    messages = [dict(role='system', content='')] + TWO_TURNS[:1]
+    assert build_prompt(messages, 'llava_llama_2') == '[INST] <image>\nWhat is it? [/INST]'
+    messages[0]['content'] = 'Be brief.'
+    assert build_prompt(messages, 'mistral_instruct') == (
+        '[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\n<image>\nWhat is it? [/INST]')
+
+
+def test_qwen_1_5_prompt():
+    # LLaVA-NeXT's conv_qwen (OneVision, LLaVA-Video): CHATML, Qwen's default system text.
+    assert build_prompt(TWO_TURNS[:1], 'qwen_1_5') == (
+        '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'
+        '<|im_start|>user\n<image>\nWhat is it?<|im_end|>\n<|im_start|>assistant\n')
+    assert build_prompt(TWO_TURNS, 'qwen_1_5', add_generation_prompt=False) == build_prompt(
+        TWO_TURNS, 'chatml', add_generation_prompt=False)
+    assert not get_template('qwen_1_5').add_bos
+    assert get_template('qwen_1_5').stop_token == '<|im_end|>'
 
 
 def test_chatml_prompt():

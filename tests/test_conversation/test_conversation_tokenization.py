@@ -14,7 +14,8 @@ from mmllava.conversation import (
 )
 
 IGN, IMG = IGNORE_INDEX, IMAGE_TOKEN_INDEX
-TEMPLATES = ('plain', 'vicuna_v1', 'llava_v1', 'llava_llama_2', 'chatml')
+TEMPLATES = ('plain', 'vicuna_v1', 'llava_v1', 'llava_llama_2', 'mistral_instruct', 'chatml',
+             'qwen_1_5')
 
 
 def msgs(*pairs, system=None):

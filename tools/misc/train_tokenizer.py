@@ -52,7 +52,7 @@ OBJECTS = ['car', 'ball', 'shirt', 'hat', 'bag', 'umbrella', 'chair', 'kite', 'b
 def builtin_corpus() -> List[str]:
     """The built-in training text: deterministic, a few thousand short lines."""
     from mmllava.conversation import BUILTIN_TEMPLATES
-    lines = [t.system for t in BUILTIN_TEMPLATES if t.system]
+    lines = list(dict.fromkeys(t.system for t in BUILTIN_TEMPLATES if t.system))  # each once
     lines += PROMPTS + QUESTIONS
     for i, (subject, action, place) in enumerate(itertools.product(SUBJECTS, ACTIONS, PLACES)):
         if i % 3 == 0:  # a third of the combinations is plenty and keeps training fast
