@@ -11,12 +11,13 @@ from .video import (
     build_frame_pooling,
     frame_position_embedding,
 )
-from .vision import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
+from .vision import HFCLIPVisionEncoder, HFSiglipVisionEncoder, OpenCLIPVisionEncoder
 
 __all__ = [
     'AvgPool2x2FramePooling', 'Int8DynamicLinear', 'NoFramePooling',
     'SpatialTemporalFramePooling',
-    'build_frame_pooling', 'frame_position_embedding', 'HFCLIPVisionEncoder', 'IMAGE_TOKEN_INDEX',
+    'build_frame_pooling', 'frame_position_embedding', 'HFCLIPVisionEncoder',
+    'HFSiglipVisionEncoder', 'IMAGE_TOKEN_INDEX',
     'Llava', 'LlavaDataPreprocessor',
     'OpenCLIPVisionEncoder', 'apply_lora', 'HFCausalLM', 'LlavaProjector',
     'find_linear_names', 'merge_lora', 'quantize_llm_int8', 'to_lora_keys'

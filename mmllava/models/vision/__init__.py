@@ -1,3 +1,4 @@
 from .clip import HFCLIPVisionEncoder, OpenCLIPVisionEncoder
+from .siglip import HFSiglipVisionEncoder
 
-__all__ = ['HFCLIPVisionEncoder', 'OpenCLIPVisionEncoder']
+__all__ = ['HFCLIPVisionEncoder', 'HFSiglipVisionEncoder', 'OpenCLIPVisionEncoder']
