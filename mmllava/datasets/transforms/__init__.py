@@ -1,3 +1,4 @@
+from .anyres import AnyresTiles, anyres_tiles
 from .conversation import TokenizeConversation
 from .formatting import PackLlavaInputs
 from .loading import load_image
@@ -5,7 +6,8 @@ from .processing import CLIPResizeCrop, PadToSquare, SubtractBackground, Tempora
 from .video import LoadImages, LoadVideo, LoadVisuals, load_video_frames, sample_frame_indices
 
 __all__ = [
-    'CLIPResizeCrop', 'LoadImages', 'LoadVideo', 'LoadVisuals', 'PackLlavaInputs', 'PadToSquare',
+    'AnyresTiles', 'anyres_tiles', 'CLIPResizeCrop', 'LoadImages', 'LoadVideo', 'LoadVisuals',
+    'PackLlavaInputs', 'PadToSquare',
     'SubtractBackground', 'TemporalChannels', 'TokenizeConversation', 'load_image',
     'load_video_frames', 'sample_frame_indices'
 ]
