@@ -6,6 +6,8 @@ from .projectors import LlavaProjector
 from .quantize import Int8DynamicLinear, quantize_llm_int8
 from .video import (
     AvgPool2x2FramePooling,
+    BilinearFramePooling,
+    MaxPool2x2FramePooling,
     NoFramePooling,
     SpatialTemporalFramePooling,
     build_frame_pooling,
@@ -14,7 +16,8 @@ from .video import (
 from .vision import HFCLIPVisionEncoder, HFSiglipVisionEncoder, OpenCLIPVisionEncoder
 
 __all__ = [
-    'AvgPool2x2FramePooling', 'Int8DynamicLinear', 'NoFramePooling',
+    'AvgPool2x2FramePooling', 'BilinearFramePooling', 'MaxPool2x2FramePooling',
+    'Int8DynamicLinear', 'NoFramePooling',
     'SpatialTemporalFramePooling',
     'build_frame_pooling', 'frame_position_embedding', 'HFCLIPVisionEncoder',
     'HFSiglipVisionEncoder', 'IMAGE_TOKEN_INDEX',

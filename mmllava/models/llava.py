@@ -63,8 +63,10 @@ class Llava(BaseModel):
             LLM) of :func:`mmllava.models.peft.apply_lora`. The LLM's base weights are then
             frozen and its adapters train.
         video_pooling (str | dict, optional): How the frames of a clip become its tokens:
-            ``'none'`` (default), ``'avgpool2x2'`` or ``'spatial_temporal'``, or a config
-            (see :mod:`mmllava.models.video`). Visuals of one frame (images) are never pooled.
+            ``'none'`` (default), ``'avgpool2x2'``, ``'maxpool2x2'``, ``'bilinear'`` or
+            ``'spatial_temporal'``, or a config (see :mod:`mmllava.models.video`); a pooling of
+            ``stage='vision'`` pools the tower's features before the projector. Visuals of
+            one frame (images) are never pooled.
         frame_position_scale (float): Scale of the fixed sinusoidal frame-index embedding added
             to each frame's projected tokens (before pooling) of multi-frame visuals. Defaults
             to 0 (off): pretrained LLaVA weights never saw such a signal, and frame order is
@@ -119,6 +121,9 @@ class Llava(BaseModel):
         self.generation_cfg.update(generation_cfg or {})
         self.image_token_index = image_token_index
         self.video_pooling = build_frame_pooling(video_pooling)
+        if frame_position_scale and getattr(self.video_pooling, 'stage', None) == 'vision':
+            raise ValueError('frame_position_scale tags projected frames: it cannot be used '
+                             "with a pooling of stage 'vision'")
         self.frame_position_scale = frame_position_scale
         if ranking not in RANKINGS:
             raise ValueError(f'ranking must be one of {RANKINGS}, got {ranking!r}')
@@ -177,6 +182,11 @@ class Llava(BaseModel):
         if sum(visual_frames) != len(pixel_values) or min(visual_frames, default=1) < 1:
             raise ValueError(f'visual_frames {visual_frames} (sum {sum(visual_frames)}) do not '
                              f'match the {len(pixel_values)} frames given')
+        if getattr(self.video_pooling, 'stage', 'projector') == 'vision':
+            # Clips pooled on the tower's features, then projected (transformers' NeXT-Video).
+            vision = self.vision_tower(pixel_values).split(visual_frames)
+            return torch.cat([self.projector(self.video_pooling(v) if len(v) > 1 else v[0])
+                              for v in vision])
         features = self.encode_images(pixel_values)
         out = []
         for frames in features.split(visual_frames):

@@ -2,14 +2,20 @@
 
 A clip reaches the model as its frames, each encoded like an image (vision encoder + projector,
 ``(T, N, C)`` for ``T`` frames of ``N`` tokens). A pooling then turns the frames of one clip into
-the tokens scattered into its ``<video>`` placeholders. Pooling runs after the projector, as in
-LLaVA-NeXT-Video, so it adds no weights and converted LLaVA checkpoints load strictly.
+the tokens scattered into its ``<video>`` placeholders. Pooling runs after the projector unless
+a pooling's ``stage`` is ``'vision'``; no pooling adds weights, so converted LLaVA checkpoints
+load strictly.
 
 Poolings (registered in ``MODELS``; :func:`build_frame_pooling` also takes the short names):
 
 - ``'none'`` (:class:`NoFramePooling`, Video-LLaVA): every token of every frame, ``T * N``.
 - ``'avgpool2x2'`` (:class:`AvgPool2x2FramePooling`, LLaVA-NeXT-Video): each frame's square
-  token grid average-pooled with kernel and stride 2 (24x24 -> 12x12 = 144), ``T * N / 4``.
+  token grid average-pooled with kernel and stride 2 (24x24 -> 12x12 = 144), ``T * N / 4``;
+  ``'maxpool2x2'`` (:class:`MaxPool2x2FramePooling`) the same with the maximum. Both pool after
+  the projector by default (the LLaVA-NeXT repository's ``get_2dPool``), or before it with
+  ``stage='vision'`` (transformers' ``LlavaNextVideoPooler``).
+- ``'bilinear'`` (:class:`BilinearFramePooling`, LLaVA-OneVision / LLaVA-Video): each frame's
+  grid resized bilinearly to ``ceil(side / 2)`` a side (27x27 -> 14x14 = 196).
 - ``'spatial_temporal'`` (:class:`SpatialTemporalFramePooling`, Video-ChatGPT): the spatial
   mean of each frame (``T`` tokens, in frame order) then the temporal mean of each token
   position (``N`` tokens), ``T + N``, concatenated in Video-ChatGPT's order. Video-ChatGPT
@@ -51,15 +57,55 @@ class AvgPool2x2FramePooling(NoFramePooling):
     """Average-pool each frame's square token grid with kernel and stride 2 (LLaVA-NeXT-Video).
 
     An odd grid side drops its last row and column, as ``F.avg_pool2d`` does.
+
+    Args:
+        stage (str): ``'projector'`` (default): pool the projected tokens, as the LLaVA-NeXT
+            repository's ``get_2dPool``; ``'vision'``: pool the vision tower's features and
+            project the pooled tokens, as transformers' ``LlavaNextVideoPooler`` (its
+            ``vision_resampler``). The two differ for an MLP projector.
     """
+
+    STAGES = ('projector', 'vision')
+    _pool = staticmethod(torch.nn.functional.avg_pool2d)
+
+    def __init__(self, stage: str = 'projector'):
+        if stage not in self.STAGES:
+            raise ValueError(f'stage must be one of {self.STAGES}, got {stage!r}')
+        self.stage = stage
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * (sqrt(N) // 2) ** 2, C), row-major within each frame."""
         t, n, c = frames.shape
         side = grid_side(n)
         grid = frames.reshape(t, side, side, c).permute(0, 3, 1, 2)
-        pooled = torch.nn.functional.avg_pool2d(grid, kernel_size=2, stride=2)
+        pooled = self._pool(grid, kernel_size=2, stride=2)
         return pooled.flatten(2).transpose(1, 2).reshape(-1, c)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(stage={self.stage!r})'
+
+
+@MODELS.register_module()
+class MaxPool2x2FramePooling(AvgPool2x2FramePooling):
+    """Max-pool each frame's token grid with kernel and stride 2 (LLaVA-NeXT-Video's
+    ``mm_spatial_pool_mode='max'``); ``stage`` as :class:`AvgPool2x2FramePooling`."""
+
+    _pool = staticmethod(torch.nn.functional.max_pool2d)
+
+
+@MODELS.register_module()
+class BilinearFramePooling(NoFramePooling):
+    """Resize each frame's token grid bilinearly to half its side, rounded up (LLaVA-OneVision
+    and LLaVA-Video: 27x27 -> 14x14 = 196 tokens a frame), after the projector."""
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, N, C) -> (T * ceil(sqrt(N) / 2) ** 2, C), row-major within each frame."""
+        t, n, c = frames.shape
+        side = grid_side(n)
+        grid = frames.reshape(t, side, side, c).permute(0, 3, 1, 2)
+        half = math.ceil(side / 2)
+        pooled = torch.nn.functional.interpolate(grid, size=[half, half], mode='bilinear')
+        return pooled.permute(0, 2, 3, 1).reshape(-1, c)
 
 
 @MODELS.register_module()

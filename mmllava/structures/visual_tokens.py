@@ -13,6 +13,8 @@ POOLING_ALIASES = {
     'none': 'NoFramePooling',
     'avgpool2x2': 'AvgPool2x2FramePooling',
     'spatial_temporal': 'SpatialTemporalFramePooling',
+    'maxpool2x2': 'MaxPool2x2FramePooling',
+    'bilinear': 'BilinearFramePooling',
 }
 
 
@@ -25,6 +27,8 @@ _COUNTS = {
     'NoFramePooling': lambda t, n: t * n,
     'AvgPool2x2FramePooling': _avgpool2x2,
     'SpatialTemporalFramePooling': lambda t, n: t + n,
+    'MaxPool2x2FramePooling': _avgpool2x2,
+    'BilinearFramePooling': lambda t, n: t * math.ceil(grid_side(n) / 2)**2,
 }
 
 
@@ -46,7 +50,7 @@ def grid_side(num_image_tokens: int) -> int:
     """Side of a frame's square token grid; a clear error when it is not square."""
     side = math.isqrt(num_image_tokens)
     if side * side != num_image_tokens:
-        raise ValueError(f'avgpool2x2 needs a square token grid per frame, got {num_image_tokens} '
+        raise ValueError(f'pooling needs a square token grid per frame, got {num_image_tokens} '
                          'tokens (is the CLS token dropped?)')
     return side
 
@@ -56,8 +60,10 @@ def num_visual_tokens(pooling: Union[None, str, dict, object], num_frames: int,
     """Placeholder tokens of one visual of ``num_frames`` frames of ``num_image_tokens`` each.
 
     A visual of one frame (an image) is never pooled. Clips: ``NoFramePooling`` keeps
-    ``T * N``, ``AvgPool2x2FramePooling`` ``T * (sqrt(N) // 2) ** 2`` (an odd side drops its
-    last row and column, as ``F.avg_pool2d``), ``SpatialTemporalFramePooling`` ``T + N``.
+    ``T * N``, ``AvgPool2x2FramePooling`` and ``MaxPool2x2FramePooling``
+    ``T * (sqrt(N) // 2) ** 2`` (an odd side drops its last row and column, as
+    ``F.avg_pool2d``), ``BilinearFramePooling`` ``T * ceil(sqrt(N) / 2) ** 2``,
+    ``SpatialTemporalFramePooling`` ``T + N``.
     Any other pooling registered in ``MODELS`` counts its own tokens: its
     ``num_visual_tokens(num_frames, num_image_tokens)`` method (a subclass of a built-in one
     that does not define it counts as its parent).
