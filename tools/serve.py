@@ -147,13 +147,13 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
                 return
             await anyio.sleep(DISCONNECT_POLL_S)
 
-    async def until_done(request: Request, chat_request, work, *args):
-        """Run blocking ``work`` in a thread; the client leaving cancels the request."""
+    async def watched(request: Request, chat_request, run):
+        """Await ``run()``; the client leaving meanwhile cancels the request."""
         outcome = {}
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(watch_disconnect, request, chat_request)
             try:
-                outcome['result'] = await run_in_threadpool(work, *args)
+                outcome['result'] = await run()
             except Exception as e:  # raised below, as itself (not in an ExceptionGroup)
                 outcome['error'] = e
             finally:
@@ -161,6 +161,10 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
         if 'error' in outcome:
             raise outcome['error']
         return outcome['result']
+
+    async def until_done(request: Request, chat_request, work, *args):
+        """Run blocking ``work`` in a thread; the client leaving cancels the request."""
+        return await watched(request, chat_request, lambda: run_in_threadpool(work, *args))
 
     class EventStream(StreamingResponse):
         """Server-sent events of a service stream's bodies, ending with ``data: [DONE]``.
@@ -183,14 +187,10 @@ def build_app(service, max_request_bytes: int = MAX_REQUEST_BYTES,
             yield SSE_DONE
 
         async def __call__(self, scope, receive, send):
-            try:
-                async with anyio.create_task_group() as tasks:
-                    # A send to a client that left may not fail (uvicorn drops it): watch.
-                    tasks.start_soon(watch_disconnect, self.request, self.chat_request)
-                    try:
-                        await super().__call__(scope, receive, send)
-                    finally:
-                        tasks.cancel_scope.cancel()
+            send_all = super().__call__
+            try:  # a send to a client that left may not fail (uvicorn drops it): watch
+                await watched(self.request, self.chat_request,
+                              lambda: send_all(scope, receive, send))
             finally:
                 with anyio.CancelScope(shield=True):  # runs even when cancelled
                     await run_in_threadpool(self.events.close)
