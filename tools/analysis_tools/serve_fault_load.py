@@ -19,6 +19,7 @@ Example::
     python tools/analysis_tools/serve_fault_load.py configs/llava/llava-tiny_vqa.py \\
         --duration 60 --out work_dirs/fault_load.json
 """
+import http.client
 import json
 import os
 import socket
@@ -160,13 +161,16 @@ class Client:
 
     def valid(self, body: dict) -> str:
         """The answer text of a valid request (a stream's deltas joined); raises on an error."""
-        reply = self.exchange(_post(body))
-        status = _status(reply)
-        head, _, payload = reply.partition(b'\r\n\r\n')
-        if status != 200:
-            raise RuntimeError(f'valid request answered {status}: {payload[:200]!r}')
-        if b'chunked' in head.lower():
-            payload = _unchunk(payload)
+        connection = http.client.HTTPConnection(*self.address, timeout=60)
+        try:  # http.client reads the chunked replies of streams
+            connection.request('POST', '/v1/chat/completions', json.dumps(body),
+                               {'Content-Type': 'application/json'})
+            response = connection.getresponse()
+            payload = response.read()
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise RuntimeError(f'valid request answered {response.status}: {payload[:200]!r}')
         if not body.get('stream'):
             return json.loads(payload)['choices'][0]['message']['content']
         text = ''
@@ -219,17 +223,6 @@ class Client:
                     sock.recv(1024)  # the first bytes of the stream, then leave
             return 'left'
         raise ValueError(f'unknown attack {kind!r}')
-
-
-def _unchunk(data: bytes) -> bytes:
-    out = b''
-    while data:
-        size, _, rest = data.partition(b'\r\n')
-        n = int(size.split(b';')[0], 16)
-        if n == 0:
-            break
-        out, data = out + rest[:n], rest[n + 2:]
-    return out
 
 
 # -------------------------------------------------------------------------------- server
