@@ -97,7 +97,8 @@ def answer_inputs(model: torch.nn.Module, inputs: dict, stream: bool = False,
     if stream:
         return stream_generate(model, inputs, kwargs)
     ids = model.generate(inputs['input_ids'], inputs.get('attention_mask'),
-                         inputs.get('pixel_values'), inputs.get('visual_frames'), **kwargs)
+                         inputs.get('pixel_values'), inputs.get('visual_frames'),
+                         image_sizes=inputs.get('image_sizes'), **kwargs)
     decoder = IncrementalDecoder(model.tokenizer, kwargs['eos_token_id'])
     return decoder.finish(ids[0].tolist())
 

@@ -21,8 +21,9 @@ def fill_pipeline(steps: list, model: torch.nn.Module, any_visuals: bool = False
     """The steps, completed from the model where the config leaves them out.
 
     ``TokenizeConversation`` gets the model's tokenizer (its config's, else the built one) and
-    image token count. With ``any_visuals`` (inference, where a user may give an image or a
-    clip) the loader becomes ``LoadVisuals`` with the model's token count and clip pooling.
+    image token count, ``AnyresTiles`` the model's ``anyres`` fields it does not set. With
+    ``any_visuals`` (inference, where a user may give an image or a clip) the loader becomes
+    ``LoadVisuals`` with the model's token count and clip pooling.
 
     Args:
         steps (list[dict]): Pipeline configs (left unchanged; a completed copy is returned).
@@ -41,6 +42,13 @@ def fill_pipeline(steps: list, model: torch.nn.Module, any_visuals: bool = False
             step = dict(type='LoadVisuals', num_frames=step.get('num_frames', num_frames or 8),
                         num_image_tokens=step.get('num_image_tokens', model.num_image_tokens),
                         video_pooling=step.get('video_pooling', model.video_pooling))
+        elif step['type'] == 'AnyresTiles':
+            anyres = getattr(model, 'anyres', None)
+            if anyres is None:
+                raise ValueError('The pipeline tiles images (AnyresTiles) but the model has no '
+                                 'anyres config')
+            for key, value in anyres.items():
+                step.setdefault(key, value)
         elif step['type'] == 'TokenizeConversation':
             if step.get('tokenizer') is None:
                 cfg = getattr(model, 'cfg', None)

@@ -122,6 +122,7 @@ def stream_generate(model: torch.nn.Module, inputs: dict, kwargs: dict) -> Itera
         try:
             ids = model.generate(inputs['input_ids'], inputs.get('attention_mask'),
                                  inputs.get('pixel_values'), inputs.get('visual_frames'),
+                                 image_sizes=inputs.get('image_sizes'),
                                  streamer=_QueueStreamer(out), stopping_criteria=criteria,
                                  **kwargs)
             out.put(('done', ids[0].tolist()))

@@ -9,6 +9,25 @@ from .arch import model_cfg_from_arch
 
 # The zoo config a conversion is written over, unless the output folder names another zoo model.
 DEFAULT_BASE = 'llava/llava-7b-v1.5_vqa.py'
+# ... by family (and LLM, for LLaVA-1.6's template): the pipeline and template of that family.
+FAMILY_BASES = {
+    ('llava_next', 'llama'): 'llava_next/llava-v1.6-vicuna-7b_vqa.py',
+    ('llava_next', 'mistral'): 'llava_next/llava-v1.6-mistral-7b_vqa.py',
+    ('llava_next_video', 'llama'): 'llava_next/llava-next-video-7b_vqa.py',
+    ('llava_onevision', 'qwen2'): 'llava_onevision/llava-onevision-qwen2-7b-ov_vqa.py',
+}
+
+
+def default_base(arch: Mapping) -> str:
+    """The zoo config a conversion of ``arch`` is written over by default."""
+    family = arch.get('family', 'llava')
+    if family == 'llava':
+        return DEFAULT_BASE
+    llm = arch['llm']['model_type']
+    base = FAMILY_BASES.get((family, llm))
+    if base is None:  # e.g. a NeXT-Video on Qwen2: the pipeline of the family, any LLM
+        base = next((b for (f, _), b in FAMILY_BASES.items() if f == family), DEFAULT_BASE)
+    return base
 # How config.py names the tokenizer file copied beside it, by file name.
 TOKENIZER_CONFIGS = {
     'tokenizer.model': dict(type='SentencePieceTokenizer',
@@ -28,16 +47,22 @@ def zoo_config_path(name: str) -> Path:
     raise FileNotFoundError(f'Zoo config {name} not found under {package}')
 
 
-def _set_image_size(obj, size: int):
-    # Pipelines hold the image size literally once the zoo config is loaded.
+def _set_steps(obj, arch: Mapping):
+    """Pipelines hold sizes and counts literally once the zoo config is loaded: set them."""
+    size = arch['vision']['image_size']
     if isinstance(obj, dict):
-        if obj.get('type') == 'CLIPResizeCrop':
+        kind = obj.get('type')
+        if kind in ('CLIPResizeCrop', 'ResizeSquare'):
             obj['size'] = size
+        elif kind == 'AnyresTiles' and arch.get('anyres'):
+            obj.update({k: v for k, v in arch['anyres'].items()})
+        elif kind == 'LoadVisuals' and 'video_pooling' in obj and 'video_pooling' in arch:
+            obj['video_pooling'] = arch['video_pooling']
         for value in obj.values():
-            _set_image_size(value, size)
+            _set_steps(value, arch)
     elif isinstance(obj, (list, tuple)):
         for value in obj:
-            _set_image_size(value, size)
+            _set_steps(value, arch)
 
 
 def build_config_text(arch: Mapping, tokenizer: Optional[str] = 'tokenizer.model',
@@ -56,9 +81,9 @@ def build_config_text(arch: Mapping, tokenizer: Optional[str] = 'tokenizer.model
         source (str): Where the weights came from, for the header comment.
         base (str, optional): The zoo config written over (its task, question, generation and
             pipelines are kept), e.g. the one of the zoo name the folder is converted for;
-            :data:`DEFAULT_BASE` when not given. A path or a name under ``configs/``.
+            the family's (:func:`default_base`) when not given. A path or a name under ``configs/``.
     """
-    base = base or DEFAULT_BASE
+    base = base or default_base(arch)
     base_path = Path(base) if Path(base).is_file() else zoo_config_path(base)
     cfg = Config.fromfile(str(base_path)).to_dict()
     for key in _STALE_TOP_LEVEL:
@@ -72,10 +97,12 @@ def build_config_text(arch: Mapping, tokenizer: Optional[str] = 'tokenizer.model
         raise ValueError(f'tokenizer must be one of {sorted(TOKENIZER_CONFIGS)} or None, got '
                          f'{tokenizer!r}')
     model['tokenizer'] = dict(TOKENIZER_CONFIGS[tokenizer]) if tokenizer else None
-    size = arch['vision']['image_size']
     if 'image_size' in cfg:
-        cfg['image_size'] = size
-    _set_image_size(cfg, size)
+        cfg['image_size'] = arch['vision']['image_size']
+    for key in ('anyres', 'video_pooling'):  # stale helper variables of the base
+        if key in cfg and key in parts:
+            cfg[key] = parts[key]
+    _set_steps(cfg, arch)
     shown = base if not Path(base).is_file() else base_path.name
     header = ('# Written by tools/model_converters/llava_to_mmllava.py'
               + (f' from {source}' if source else '') + '.\n'

@@ -14,6 +14,7 @@ LLM            ``llm.model.*``                      ``language_model.model.*``
 LM head        ``llm.lm_head.weight``               ``language_model.lm_head.weight``
 projector      ``projector.0.*``, ``projector.2.*`` ``multi_modal_projector.linear_1/2.*``
 vision         ``vision_tower.vision_model.*``      ``vision_tower.vision_model.*``
+newline        ``image_newline`` (NeXT family)      ``image_newline``
 =============  ===================================  ====================================
 
 transformers 5 writes the classic layout except for ``vision_tower.*`` without the
@@ -44,13 +45,16 @@ _HF_CLASSIC = (
     ('projector.2.', 'multi_modal_projector.linear_2.'),
     ('vision_tower.vision_model.', 'vision_tower.vision_model.'),
 )
-_HF_V5_DISK = _HF_CLASSIC[:4] + (('vision_tower.vision_model.', 'vision_tower.'), )
+_HF_CLASSIC += (('image_newline', 'image_newline'), )  # the NeXT family's learned newline
+_HF_V5_DISK = _HF_CLASSIC[:4] + (('vision_tower.vision_model.', 'vision_tower.'),
+                                 ('image_newline', 'image_newline'))
 _HF_V5_MEMORY = (
     ('llm.model.', 'model.language_model.'),
     ('llm.lm_head.', 'lm_head.'),
     ('projector.0.', 'model.multi_modal_projector.linear_1.'),
     ('projector.2.', 'model.multi_modal_projector.linear_2.'),
     ('vision_tower.vision_model.', 'model.vision_tower.'),
+    ('image_newline', 'model.image_newline'),
 )
 HF_LAYOUTS = {'llava-hf': _HF_CLASSIC, 'llava-hf-v5': _HF_V5_DISK,
               'llava-hf-v5-memory': _HF_V5_MEMORY}
@@ -155,6 +159,7 @@ def mmllava_to_hf(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
 # The projector lives inside ``model.``: its rule must come first.
 _ORIGINAL = (
     ('projector.', 'model.mm_projector.'),
+    ('image_newline', 'model.image_newline'),  # LLaVA-NeXT
     ('llm.model.', 'model.'),
     ('llm.lm_head.', 'lm_head.'),
 )

@@ -136,15 +136,19 @@ def read_original(folder: str, config: dict, state_dict: dict,
                 f"The original LLaVA checkpoint's vision tower {named!r} (mm_vision_tower) is "
                 'not a local folder: download it (e.g. openai/clip-vit-large-patch14-336) and '
                 'pass it with --vision-tower CLIP_DIR')
-    vision_sd, clip_cfg = _load_vision_tower(tower)
-    if clip_cfg is None:
-        raise ValueError(f'--vision-tower for an original LLaVA must be an HF CLIP folder '
-                         f'(config.json + weights), got {tower}')
     has_inner = any(k.startswith('model.vision_tower.') for k in state_dict)
+    if has_inner and osp.isfile(osp.join(tower, 'config.json')):
+        # The tower's weights are in the checkpoint: only its architecture is read here.
+        vision_sd, clip_cfg = None, _read_json(osp.join(tower, 'config.json'))
+    else:
+        vision_sd, clip_cfg = _load_vision_tower(tower)
+    if clip_cfg is None:
+        raise ValueError(f'--vision-tower for an original LLaVA must be an HF CLIP or SigLIP '
+                         f'folder (config.json + weights), got {tower}')
     sd = original_to_mmllava(state_dict, None if has_inner else vision_sd)
-    arch = A.arch_from_original(config, clip_cfg, sd)
-    arch['pad_token_id'] = _pad_id(folder, config.get('pad_token_id'))
     notes = [f'vision tower: {"the checkpoint" if has_inner else tower}']
+    arch = A.arch_from_original(config, clip_cfg, sd, notes)
+    arch['pad_token_id'] = _pad_id(folder, config.get('pad_token_id'))
     return Converted('original', sd, arch, folder, notes)
 
 
@@ -178,9 +182,11 @@ def read_checkpoint(src: str, vision_tower: Optional[str] = None,
     """Read any supported LLaVA checkpoint into mmllava's layout.
 
     Args:
-        src (str): A llava-hf folder (classic or transformers-5 layout; safetensors or bin;
-            sharded or not), an original LLaVA folder (``config.json`` with ``mm_*`` keys), or
-            an mmpretrain LLaVA ``.pth``.
+        src (str): A llava-hf folder (``llava``, ``llava_next``, ``llava_next_video`` or
+            ``llava_onevision``; classic or transformers-5 layout; safetensors or bin; sharded
+            or not), an original LLaVA or LLaVA-NeXT folder (``config.json`` with ``mm_*``
+            keys; ``llava_llama`` / ``llava_mistral`` / ``llava_qwen``), or an mmpretrain
+            LLaVA ``.pth``.
         vision_tower (str, optional): HF CLIP folder (original LLaVA, when
             ``mm_vision_tower`` is not a local folder), or CLIP weights for an mmpretrain file
             without a tower (HF CLIP folder or mmpretrain ViT file).
@@ -212,13 +218,14 @@ def read_checkpoint(src: str, vision_tower: Optional[str] = None,
             raise ValueError(f'{src}: config.json is an original LLaVA config but the weights '
                              f'are in the {layout} layout')
         return read_original(folder, config, state_dict, vision_tower)
-    if config.get('model_type') == 'llava':
+    if config.get('model_type') in A.HF_FAMILIES:
         if layout not in HF_LAYOUTS:
             raise ValueError(f'{src}: config.json is a llava-hf config but the weights are in '
                              f'the {layout} layout')
         return read_llava_hf(folder, config, state_dict, layout)
-    raise ValueError(f'{cfg_path} is neither a llava-hf config (model_type "llava" with '
-                     'text_config) nor an original LLaVA config (mm_* keys)')
+    raise ValueError(f'{cfg_path} is neither a llava-hf config (model_type one of '
+                     f'{", ".join(A.HF_FAMILIES)}) nor an original LLaVA / LLaVA-NeXT config '
+                     '(mm_* keys)')
 
 
 def convert_to_mmllava(src: str, out_dir: str, vision_tower: Optional[str] = None,

@@ -74,7 +74,7 @@ def invalid_stub(pipeline: Compose, info: dict, reason: str) -> Optional[dict]:
     reason = one_line(reason)
     data = {k: v for k, v in info.items()
             if k not in ('images', 'visual_frames', 'labels', 'img_paths', 'ori_shapes',
-                         'img_shapes')}
+                         'img_shapes', 'image_sizes')}
     data.update(input_ids=[STUB_TOKEN_ID], invalid_sample=reason)
     packed: Any = pack(data)
     # Whatever meta_keys a config gives PackLlavaInputs, the flag must reach the model.

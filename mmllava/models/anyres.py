@@ -23,7 +23,8 @@ def pack_anyres_features(features: torch.Tensor, image_size: Size,
     Args:
         features (Tensor): ``(1 + rows * cols, side * side, C)``: the base view's features,
             then the tiles' in row-major order (the processor's order), ``side`` patches a
-            tile side.
+            tile side. Or ``(1, tokens, C)``, an image given as its base view alone (OneVision's
+            images of a multi-image sample): those tokens and the newline, as transformers.
         image_size (tuple[int, int]): The original image's (height, width).
         resolutions: ``image_grid_pinpoints``, each (height, width).
         tile_size (int): Pixels of a tile side (the tower's input size).
@@ -39,8 +40,12 @@ def pack_anyres_features(features: torch.Tensor, image_size: Size,
     Raises:
         ValueError: ``features`` does not hold the base view and the grid's tiles.
     """
-    rows, cols = anyres_grid(image_size, resolutions, tile_size)
     count, tokens, channels = features.shape
+    if count == 1:
+        if newline is None:
+            return features[0]
+        return torch.cat((features[0], newline.to(features)[None]), dim=0)
+    rows, cols = anyres_grid(image_size, resolutions, tile_size)
     side = math.isqrt(tokens)
     if side * side != tokens or count != 1 + rows * cols:
         raise ValueError(f'an anyres image of {image_size[0]}x{image_size[1]} needs the base '

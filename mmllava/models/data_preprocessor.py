@@ -73,7 +73,8 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
         Returns:
             dict: ``inputs`` (``input_ids``, ``attention_mask``, ``pixel_values``, and
             ``labels`` when present; ``visual_frames``, a flat list of frames per visual in
-            batch order, when a sample holds a clip) and ``data_samples``.
+            batch order, when a sample holds a clip; ``image_sizes``, (V, 2) per visual of the
+            batch, when a sample holds anyres images) and ``data_samples``.
         """
         inputs = data['inputs']
         data_samples = data.get('data_samples')
@@ -91,6 +92,8 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
         batch['pixel_values'] = self._images(images)
         if any(s.get('visual_frames') is not None for s in inputs):
             batch['visual_frames'] = self._visual_frames(inputs)
+        if any(s.get('image_sizes') is not None for s in inputs):
+            batch['image_sizes'] = self._image_sizes(inputs)
         batch = self.cast_data(batch)
         if batch['pixel_values'] is not None:
             batch['pixel_values'] = normalize_pixels(batch['pixel_values'], self.mean, self.std)
@@ -115,3 +118,17 @@ class LlavaDataPreprocessor(BaseDataPreprocessor):
             elif s.get('images') is not None:
                 frames += [1] * len(s['images'])
         return frames
+
+    @staticmethod
+    def _image_sizes(inputs: list) -> torch.Tensor:
+        # Per visual of the batch; zeros for the visuals of samples without anyres images.
+        rows = []
+        for s in inputs:
+            if s.get('image_sizes') is not None:
+                rows.append(torch.as_tensor(s['image_sizes'], dtype=torch.long).reshape(-1, 2))
+            else:
+                frames, images = s.get('visual_frames'), s.get('images')
+                count = len(frames) if frames is not None else \
+                    (0 if images is None else len(images))
+                rows.append(torch.zeros(count, 2, dtype=torch.long))
+        return torch.cat(rows)

@@ -12,7 +12,8 @@ from mmllava.registry import MODELS, TOKENIZERS
 from mmllava.structures import IGNORE_INDEX, IMAGE_TOKEN_INDEX
 
 from .ranking import RANKINGS, score_candidates
-from .video import build_frame_pooling, frame_position_embedding
+from .video import build_frame_pooling
+from .visual_features import LlavaVisualsMixin, check_anyres
 
 _TASK_FIELDS = {'caption': 'pred_caption'}
 
@@ -35,7 +36,7 @@ def _select_rows(inputs: dict, rows: List[int]) -> dict:
 
 
 @MODELS.register_module()
-class Llava(BaseModel):
+class Llava(LlavaVisualsMixin, BaseModel):
     """LLaVA (Large Language and Vision Assistant).
 
     Token ids arrive with every ``<image>`` already expanded to ``num_image_tokens`` copies of
@@ -81,6 +82,11 @@ class Llava(BaseModel):
             which does not favour short names).
         class_chunk_size (int): Classes scored per pass over the prompt's cache (their tokens
             are what a pass adds to the cache). Defaults to 256.
+        anyres (dict, optional): LLaVA-NeXT / OneVision images (base view + tiles merged by
+            :func:`~mmllava.models.anyres.pack_anyres_features`, with a learned
+            ``image_newline``): ``image_grid_pinpoints`` and ``tile_size`` (required),
+            ``patches_per_side``, ``base_tokens``, ``max_num_tiles`` (OneVision's
+            ``anyres_max_N``), the same dict the pipeline's ``AnyresTiles`` takes.
         init_cfg (dict, optional): mmengine initialization config.
     """
 
@@ -102,6 +108,7 @@ class Llava(BaseModel):
                  frame_position_scale: float = 0.0,
                  ranking: str = 'sum',
                  class_chunk_size: int = 256,
+                 anyres: Optional[dict] = None,
                  init_cfg: Optional[dict] = None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='LlavaDataPreprocessor')
@@ -125,12 +132,16 @@ class Llava(BaseModel):
             raise ValueError('frame_position_scale tags projected frames: it cannot be used '
                              "with a pooling of stage 'vision'")
         self.frame_position_scale = frame_position_scale
+        self.anyres = check_anyres(anyres)
+        self._build_image_newline(self.llm.config.hidden_size)
         if ranking not in RANKINGS:
             raise ValueError(f'ranking must be one of {RANKINGS}, got {ranking!r}')
         self.ranking = ranking
         self.class_chunk_size = class_chunk_size
         self._freeze(self.vision_tower, freeze_vision_encoder)
         self._freeze(self.projector, freeze_projector)
+        if self.image_newline is not None and freeze_projector:
+            self.image_newline.requires_grad_(False)  # trained with the projector (LLaVA-NeXT)
         self._freeze(self.llm, freeze_llm)
         if lora is not None:
             # After freezing: peft freezes the base LLM itself and leaves the adapters trainable.
@@ -159,84 +170,11 @@ class Llava(BaseModel):
 
     @property
     def max_length(self) -> int:
-        """The LLM's context length."""
-        return self.llm.config.max_position_embeddings
-
-    # ------------------------------------------------------------------ embedding
-    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Vision encoder + projector: (N, 3, H, W) -> (N, num_image_tokens, llm_hidden)."""
-        return self.projector(self.vision_tower(pixel_values))
-
-    def encode_visuals(self, pixel_values: torch.Tensor,
-                       visual_frames: Sequence[int]) -> torch.Tensor:
-        """Encode all frames in one batch, then split per visual, add positions and pool.
-
-        Args:
-            pixel_values (Tensor): (F, 3, H, W), the frames of all visuals, in order.
-            visual_frames (Sequence[int]): Frames per visual (1 for an image); sums to F.
-
-        Returns:
-            Tensor: (K, llm_hidden), the tokens of all visuals concatenated in order.
-        """
-        visual_frames = [int(f) for f in visual_frames]
-        if sum(visual_frames) != len(pixel_values) or min(visual_frames, default=1) < 1:
-            raise ValueError(f'visual_frames {visual_frames} (sum {sum(visual_frames)}) do not '
-                             f'match the {len(pixel_values)} frames given')
-        if getattr(self.video_pooling, 'stage', 'projector') == 'vision':
-            # Clips pooled on the tower's features, then projected (transformers' NeXT-Video).
-            vision = self.vision_tower(pixel_values).split(visual_frames)
-            return torch.cat([self.projector(self.video_pooling(v) if len(v) > 1 else v[0])
-                              for v in vision])
-        features = self.encode_images(pixel_values)
-        out = []
-        for frames in features.split(visual_frames):
-            if len(frames) > 1:  # a clip; a single frame is an image, kept as it is
-                if self.frame_position_scale:
-                    pe = frame_position_embedding(len(frames), frames.shape[-1],
-                                                  frames.device, frames.dtype)
-                    frames = frames + self.frame_position_scale * pe[:, None]
-                out.append(self.video_pooling(frames))
-            else:
-                out.append(frames[0])
-        return torch.cat(out)
-
-    def embed_inputs(self, input_ids: torch.Tensor,
-                     pixel_values: Optional[torch.Tensor] = None,
-                     visual_frames: Optional[Sequence[int]] = None) -> torch.Tensor:
-        """Embed token ids and scatter image features into the placeholder positions.
-
-        Args:
-            input_ids (Tensor): (B, L) ids with ``image_token_index`` placeholders.
-            pixel_values (Tensor, optional): (N, 3, H, W), the batch's images (or frames) in
-                the order their placeholders appear (row by row).
-            visual_frames (Sequence[int], optional): Frames per visual over the whole batch in
-                order (1 for an image); ``None`` when every visual is an image.
-
-        Returns:
-            Tensor: (B, L, hidden) input embeddings.
-        """
-        placeholder = input_ids == self.image_token_index
-        embed = self.llm.get_input_embeddings()
-        # The placeholder lies outside the vocabulary: look up any valid id, then overwrite.
-        embeds = embed(input_ids.masked_fill(placeholder, 0))
-        num_slots = int(placeholder.sum())
-        if pixel_values is None or len(pixel_values) == 0:
-            if num_slots:
-                raise ValueError(f'The token ids hold {num_slots} image placeholders but no '
-                                 'images were given')
-            return embeds
-        if visual_frames is None:
-            features = self.encode_images(pixel_values)
-            features = features.reshape(-1, features.shape[-1])
-        else:
-            features = self.encode_visuals(pixel_values, visual_frames)
-        if features.shape[0] != num_slots:
-            raise ValueError(
-                f'{len(pixel_values)} images give {features.shape[0]} image tokens '
-                f'({self.num_image_tokens} each, clips pooled by {self.video_pooling}), but '
-                f'the token ids hold {num_slots} '
-                'placeholders: each <image> must expand to num_image_tokens placeholders')
-        return embeds.masked_scatter(placeholder.unsqueeze(-1), features.to(embeds.dtype))
+        """The LLM's context length (stretched by a linear RoPE scaling: NeXT-Video-7B's x2)."""
+        config = self.llm.config
+        rope = getattr(config, 'rope_parameters', None) or {}
+        factor = rope.get('factor', 1.0) if rope.get('rope_type') == 'linear' else 1.0
+        return int(config.max_position_embeddings * factor)
 
     @staticmethod
     def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -266,15 +204,16 @@ class Llava(BaseModel):
         if mode == 'tensor':
             return self._forward_llm(inputs['input_ids'], inputs.get('attention_mask'),
                                      inputs.get('pixel_values'),
-                                     visual_frames=inputs.get('visual_frames')).logits
+                                     visual_frames=inputs.get('visual_frames'),
+                                     image_sizes=inputs.get('image_sizes')).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def _forward_llm(self, input_ids, attention_mask=None, pixel_values=None, labels=None,
-                     visual_frames=None, **llm_kwargs):
+                     visual_frames=None, image_sizes=None, **llm_kwargs):
         self._check_length(input_ids.shape[1])
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
         return self.llm(inputs_embeds=embeds, attention_mask=attention_mask,
                         position_ids=self._position_ids(attention_mask), labels=labels,
                         use_cache=False, **llm_kwargs)
@@ -282,7 +221,8 @@ class Llava(BaseModel):
     def loss(self, input_ids: torch.Tensor, labels: torch.Tensor,
              attention_mask: Optional[torch.Tensor] = None,
              pixel_values: Optional[torch.Tensor] = None,
-             visual_frames: Optional[Sequence[int]] = None) -> dict:
+             visual_frames: Optional[Sequence[int]] = None,
+             image_sizes: Optional[torch.Tensor] = None) -> dict:
         """Next-token cross entropy over the unmasked labels.
 
         The mean over every position whose next label is not ``IGNORE_INDEX``, as transformers'
@@ -295,13 +235,14 @@ class Llava(BaseModel):
                              'conversation template against the data.')
         if not self._llm_keeps_logits():
             out = self._forward_llm(input_ids, attention_mask, pixel_values, labels=labels,
-                                    visual_frames=visual_frames)
+                                    visual_frames=visual_frames, image_sizes=image_sizes)
             return dict(loss=out.loss)
         # Position t predicts labels[t + 1]; the last position predicts nothing.
         targets = nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
         keep = (targets != IGNORE_INDEX).any(0).nonzero().squeeze(1)
         logits = self._forward_llm(input_ids, attention_mask, pixel_values,
-                                   visual_frames=visual_frames, logits_to_keep=keep).logits
+                                   visual_frames=visual_frames, image_sizes=image_sizes,
+                                   logits_to_keep=keep).logits
         loss = nn.functional.cross_entropy(logits.float().flatten(0, 1),
                                            targets[:, keep].flatten().to(logits.device),
                                            ignore_index=IGNORE_INDEX)
@@ -318,6 +259,7 @@ class Llava(BaseModel):
     def generate(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                  pixel_values: Optional[torch.Tensor] = None,
                  visual_frames: Optional[Sequence[int]] = None,
+                 image_sizes: Optional[torch.Tensor] = None,
                  **generate_kwargs) -> torch.Tensor:
         """KV-cached generation through transformers' ``generate``.
 
@@ -342,7 +284,7 @@ class Llava(BaseModel):
         if self.tokenizer is not None:
             cfg.setdefault('eos_token_id', self.tokenizer.eos_token_id)
             cfg.setdefault('pad_token_id', self.tokenizer.pad_token_id)
-        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
 
     # ------------------------------------------------------------------ closed-set ranking
@@ -350,7 +292,8 @@ class Llava(BaseModel):
     def score_answers(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor],
                       pixel_values: Optional[torch.Tensor], candidates: Sequence[Sequence[int]],
                       visual_frames: Optional[Sequence[int]] = None,
-                      ranking: Optional[str] = None) -> torch.Tensor:
+                      ranking: Optional[str] = None,
+                      image_sizes: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Log-likelihood of each candidate answer after each prompt, prompt computed once.
 
         The (left padded) prompts run once with their KV cache kept; then all candidates go
@@ -364,6 +307,7 @@ class Llava(BaseModel):
             pixel_values (Tensor, optional): The prompts' visuals, as in :meth:`generate`.
             candidates: C id sequences (each ends with its stop token).
             visual_frames: Frames per visual, as in :meth:`embed_inputs`.
+            image_sizes: Anyres image sizes per visual, as in :meth:`embed_inputs`.
             ranking (str, optional): ``'sum'`` or ``'mean'`` log-probability per candidate;
                 the model's :attr:`ranking` when not given.
 
@@ -376,7 +320,7 @@ class Llava(BaseModel):
             raise ValueError('Every candidate answer needs at least one token')
         # Positions restart after the prompt for each candidate: the longest one counts.
         self._check_length(input_ids.shape[1] + max(len(c) for c in candidates))
-        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
         return score_candidates(self.llm, embeds, attention_mask, candidates,
                                 ranking or self.ranking, self.class_chunk_size)
 
@@ -406,7 +350,7 @@ class Llava(BaseModel):
         inputs = _select_rows(inputs, valid)
         ids = self.generate(inputs['input_ids'], inputs.get('attention_mask'),
                             inputs.get('pixel_values'), inputs.get('visual_frames'),
-                            **generate_kwargs)
+                            image_sizes=inputs.get('image_sizes'), **generate_kwargs)
         texts = self.decode(ids)
         probs = self._rank_candidates(inputs, [data_samples[i] for i in valid])
         for i, text, row in zip(range(len(valid)), texts, ids):
@@ -439,7 +383,8 @@ class Llava(BaseModel):
                     union.append(list(key))
         loglik = self.score_answers(inputs['input_ids'], inputs.get('attention_mask'),
                                     inputs.get('pixel_values'), union,
-                                    inputs.get('visual_frames')).cpu()
+                                    inputs.get('visual_frames'),
+                                    image_sizes=inputs.get('image_sizes')).cpu()
         return [loglik[i, [column[tuple(int(t) for t in ids)] for ids in candidates]].softmax(-1)
                 for i, candidates in enumerate(rows)]
 

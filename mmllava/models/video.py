@@ -32,7 +32,12 @@ import torch
 
 from mmllava.registry import MODELS
 from mmllava.structures import POOLING_ALIASES
-from mmllava.structures.visual_tokens import builtin_num_visual_tokens, grid_side
+from mmllava.structures.visual_tokens import (
+    builtin_num_visual_tokens,
+    check_newline,
+    grid_side,
+    newline_tokens,
+)
 
 
 @MODELS.register_module()
@@ -42,7 +47,10 @@ class NoFramePooling:
     def num_visual_tokens(self, num_frames: int, num_image_tokens: int) -> int:
         """Tokens given to a clip of ``num_frames`` frames
         (:func:`mmllava.structures.num_visual_tokens`)."""
-        return builtin_num_visual_tokens(type(self), num_frames, num_image_tokens)
+        if num_frames == 1:
+            return num_image_tokens
+        count = builtin_num_visual_tokens(type(self), num_frames, num_image_tokens)
+        return count + newline_tokens(getattr(self, 'newline', False), num_frames, count)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * N, C)."""
@@ -63,15 +71,20 @@ class AvgPool2x2FramePooling(NoFramePooling):
             repository's ``get_2dPool``; ``'vision'``: pool the vision tower's features and
             project the pooled tokens, as transformers' ``LlavaNextVideoPooler`` (its
             ``vision_resampler``). The two differ for an MLP projector.
+        newline (bool | str): As :class:`BilinearFramePooling` (``stage='projector'`` only).
     """
 
     STAGES = ('projector', 'vision')
     _pool = staticmethod(torch.nn.functional.avg_pool2d)
 
-    def __init__(self, stage: str = 'projector'):
+    def __init__(self, stage: str = 'projector', newline=False):
         if stage not in self.STAGES:
             raise ValueError(f'stage must be one of {self.STAGES}, got {stage!r}')
         self.stage = stage
+        self.newline = check_newline(newline)
+        if self.newline and stage == 'vision':
+            raise ValueError("a clip newline is an LLM-space token: use it with "
+                             "stage='projector'")
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * (sqrt(N) // 2) ** 2, C), row-major within each frame."""
@@ -82,7 +95,7 @@ class AvgPool2x2FramePooling(NoFramePooling):
         return pooled.flatten(2).transpose(1, 2).reshape(-1, c)
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}(stage={self.stage!r})'
+        return f'{type(self).__name__}(stage={self.stage!r}, newline={self.newline!r})'
 
 
 @MODELS.register_module()
@@ -96,7 +109,20 @@ class MaxPool2x2FramePooling(AvgPool2x2FramePooling):
 @MODELS.register_module()
 class BilinearFramePooling(NoFramePooling):
     """Resize each frame's token grid bilinearly to half its side, rounded up (LLaVA-OneVision
-    and LLaVA-Video: 27x27 -> 14x14 = 196 tokens a frame), after the projector."""
+    and LLaVA-Video: 27x27 -> 14x14 = 196 tokens a frame), after the projector.
+
+    Args:
+        newline (bool | str): Where the model's ``image_newline`` goes (the LLaVA-NeXT
+            repository's ``mm_newline_position``): ``False`` (``'no_token'``) nowhere;
+            ``True`` or ``'one_token'`` once at the end of the clip (OneVision, as
+            transformers); ``'grid'`` at the end of each row of each pooled frame.
+    """
+
+    def __init__(self, newline=False):
+        self.newline = check_newline(newline)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}(newline={self.newline})'
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, N, C) -> (T * ceil(sqrt(N) / 2) ** 2, C), row-major within each frame."""

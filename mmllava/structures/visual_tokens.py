@@ -63,7 +63,8 @@ def num_visual_tokens(pooling: Union[None, str, dict, object], num_frames: int,
     ``T * N``, ``AvgPool2x2FramePooling`` and ``MaxPool2x2FramePooling``
     ``T * (sqrt(N) // 2) ** 2`` (an odd side drops its last row and column, as
     ``F.avg_pool2d``), ``BilinearFramePooling`` ``T * ceil(sqrt(N) / 2) ** 2``,
-    ``SpatialTemporalFramePooling`` ``T + N``.
+    ``SpatialTemporalFramePooling`` ``T + N``; a pooling with a ``newline`` adds its newline
+    tokens (:func:`newline_tokens`).
     Any other pooling registered in ``MODELS`` counts its own tokens: its
     ``num_visual_tokens(num_frames, num_image_tokens)`` method (a subclass of a built-in one
     that does not define it counts as its parent).
@@ -78,6 +79,44 @@ def num_visual_tokens(pooling: Union[None, str, dict, object], num_frames: int,
     """
     if num_frames == 1:
         return num_image_tokens
+    count = _pooled_count(pooling, num_frames, num_image_tokens)
+    return count + newline_tokens(video_newline(pooling), num_frames, count)
+
+
+NEWLINES = (False, 'one_token', 'grid')
+
+
+def check_newline(newline) -> Union[bool, str]:
+    """A pooling's ``newline`` normalized: ``False`` (or ``'no_token'``), ``'one_token'`` (or
+    ``True``), ``'grid'``."""
+    value = {True: 'one_token', 'no_token': False, None: False}.get(newline, newline)
+    if value not in NEWLINES:
+        raise ValueError(f"newline must be False, True, 'no_token', 'one_token' or 'grid', "
+                         f'got {newline!r}')
+    return value
+
+
+def newline_tokens(newline, num_frames: int, pooled: int) -> int:
+    """Newline tokens a clip of ``num_frames`` frames pooled to ``pooled`` tokens gets: one
+    (``'one_token'``), one per row of each frame's square grid (``'grid'``), or none."""
+    newline = check_newline(newline)
+    if newline == 'one_token':
+        return 1
+    if newline == 'grid':
+        return num_frames * grid_side(pooled // num_frames)
+    return 0
+
+
+def video_newline(pooling: Union[None, str, dict, object]) -> Union[bool, str]:
+    """Where the pooling puts the model's ``image_newline`` in a clip (:data:`NEWLINES`)."""
+    if isinstance(pooling, dict):
+        return check_newline(pooling.get('newline', False))
+    if pooling is None or isinstance(pooling, str):
+        return False
+    return check_newline(getattr(pooling, 'newline', False))
+
+
+def _pooled_count(pooling, num_frames: int, num_image_tokens: int) -> int:
     kind = pooling_type(pooling)
     if kind in _COUNTS:
         return _COUNTS[kind](num_frames, num_image_tokens)

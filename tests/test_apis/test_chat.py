@@ -142,8 +142,8 @@ def test_image_order_is_respected(tiny, images):
     captured = {}
     embed_inputs = tiny.embed_inputs
 
-    def spy(input_ids, pixel_values=None, visual_frames=None):
-        out = embed_inputs(input_ids, pixel_values, visual_frames)
+    def spy(input_ids, pixel_values=None, visual_frames=None, image_sizes=None):
+        out = embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
         captured.update(input_ids=input_ids[0], embeds=out[0])
         return out
 

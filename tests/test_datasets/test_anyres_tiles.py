@@ -56,7 +56,7 @@ def test_sample_frames_and_counts():
                    num_visual_tokens=[16, 10], img_paths=['w.jpg', 'c.mp4', 'c.mp4'])
     out = AnyresTiles(NEXT_PINPOINTS, TILE, patches_per_side=4).transform(results)
     assert out['visual_frames'] == [4, 2]  # base + 1x3 tiles, the clip as it was
-    assert out['image_sizes'] == [(40, 150)]
+    assert out['image_sizes'] == [(40, 150), (0, 0)]
     assert out['num_visual_tokens'] == [anyres_num_tokens((40, 150), NEXT_PINPOINTS, TILE, 4),
                                         10]
     assert out['img_paths'] == ['w.jpg'] * 4 + ['c.mp4'] * 2

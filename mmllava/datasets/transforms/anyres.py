@@ -19,6 +19,8 @@ from PIL import Image
 from mmllava.registry import TRANSFORMS
 from mmllava.structures.anyres import anyres_num_tokens, select_best_resolution
 
+from .processing import expand_to_square
+
 
 def anyres_tiles(image: np.ndarray, resolutions: Sequence[Sequence[int]],
                  tile_size: int) -> List[np.ndarray]:
@@ -50,10 +52,15 @@ class AnyresTiles(BaseTransform):
     (:func:`~mmllava.structures.anyres.anyres_num_tokens`), so that ``TokenizeConversation``
     expands its ``<image>`` to exactly the tokens the model's feature merge gives.
 
+    With ``multi_image='pad'`` (OneVision), the images of a sample holding more than one image
+    are not tiled: each is padded to a square of ``background`` and resized to ``tile_size``
+    (BICUBIC), and counts ``base_tokens + 1`` (its tokens and the newline), as transformers'
+    ``LlavaOnevisionImageProcessor`` and model do.
+
     Required keys: ``images``, ``visual_frames``, ``visual_kinds`` (``LoadVisuals``).
     Modified keys: ``images``, ``visual_frames``, ``num_visual_tokens``, ``img_paths``,
-    ``ori_shapes``, ``img_shapes``. Added keys: ``image_sizes`` (the original (H, W) of each
-    image visual, in order, which the model's merge needs).
+    ``ori_shapes``, ``img_shapes``. Added keys: ``image_sizes``, per visual the original
+    (H, W) of a tiled image and (0, 0) for the other visuals, which the model's merge reads.
 
     Args:
         image_grid_pinpoints (list): The grid resolutions, each (height, width).
@@ -62,21 +69,37 @@ class AnyresTiles(BaseTransform):
         base_tokens (int, optional): Tokens of the base view (``patches_per_side ** 2`` by
             default).
         max_num_tiles (int, optional): OneVision's ``anyres_max_N``.
+        multi_image (str): ``'tiles'`` (LLaVA-1.6: every image tiled, the default) or
+            ``'pad'`` (OneVision, see above).
+        background (Sequence[int]): RGB fill of ``'pad'``; OneVision's SigLIP mean x 255.
     """
+
+    MULTI_IMAGE = ('tiles', 'pad')
 
     def __init__(self, image_grid_pinpoints: Sequence[Sequence[int]], tile_size: int,
                  patches_per_side: int, base_tokens: Optional[int] = None,
-                 max_num_tiles: Optional[int] = None):
+                 max_num_tiles: Optional[int] = None, multi_image: str = 'tiles',
+                 background: Sequence[int] = (127, 127, 127)):
         pinpoints = [tuple(int(v) for v in p) for p in image_grid_pinpoints]
         if not pinpoints or any(len(p) != 2 or p[0] % tile_size or p[1] % tile_size
                                 for p in pinpoints):
             raise ValueError('image_grid_pinpoints must be (height, width) pairs, each a '
                              f'multiple of tile_size {tile_size}, got {image_grid_pinpoints!r}')
+        if multi_image not in self.MULTI_IMAGE:
+            raise ValueError(f'multi_image must be one of {self.MULTI_IMAGE}, got '
+                             f'{multi_image!r}')
         self.image_grid_pinpoints = pinpoints
         self.tile_size = tile_size
         self.patches_per_side = patches_per_side
         self.base_tokens = base_tokens
         self.max_num_tiles = max_num_tiles
+        self.multi_image = multi_image
+        self.background = tuple(int(c) for c in background)
+
+    def _single_view(self, image: np.ndarray) -> np.ndarray:
+        square = Image.fromarray(expand_to_square(image, self.background))
+        return np.array(square.resize((self.tile_size, self.tile_size),
+                                      resample=Image.Resampling.BICUBIC))
 
     def transform(self, results: dict) -> dict:
         """Tile each image visual of ``results`` (see the class doc)."""
@@ -87,30 +110,36 @@ class AnyresTiles(BaseTransform):
         frames = iter(results['images'])
         paths = iter(results.get('img_paths') or [None] * len(results['images']))
         tokens = list(results.get('num_visual_tokens') or [None] * len(results['visual_kinds']))
+        tile = self.multi_image == 'tiles' or results['visual_kinds'].count('image') == 1
+        base = self.patches_per_side ** 2 if self.base_tokens is None else self.base_tokens
         images, new_paths, counts, sizes = [], [], [], []
         for i, (kind, count) in enumerate(zip(results['visual_kinds'],
                                               results['visual_frames'])):
             visual = [next(frames) for _ in range(count)]
             path = [next(paths) for _ in range(count)]
-            if kind == 'image':
-                size = visual[0].shape[:2]
+            size = (0, 0)
+            if kind == 'image' and tile:
+                size = tuple(visual[0].shape[:2])
                 visual = anyres_tiles(visual[0], self.image_grid_pinpoints, self.tile_size)
                 path = path[:1] * len(visual)
-                sizes.append(tuple(size))
                 tokens[i] = anyres_num_tokens(size, self.image_grid_pinpoints, self.tile_size,
                                               self.patches_per_side, self.base_tokens,
                                               self.max_num_tiles)
+            elif kind == 'image':
+                visual = [self._single_view(visual[0])]
+                tokens[i] = base + 1
             images += visual
             new_paths += path
             counts.append(len(visual))
+            sizes.append(size)
         results.update(images=images, visual_frames=counts, img_paths=new_paths,
                        image_sizes=sizes, ori_shapes=[f.shape[:2] for f in images],
                        img_shapes=[f.shape[:2] for f in images])
-        if results.get('num_visual_tokens') is not None or sizes:
+        if results.get('num_visual_tokens') is not None or 'image' in results['visual_kinds']:
             results['num_visual_tokens'] = tokens
         return results
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(image_grid_pinpoints={self.image_grid_pinpoints}, '
                 f'tile_size={self.tile_size}, patches_per_side={self.patches_per_side}, '
-                f'max_num_tiles={self.max_num_tiles})')
+                f'max_num_tiles={self.max_num_tiles}, multi_image={self.multi_image!r})')

@@ -38,6 +38,8 @@ class PackLlavaInputs(BaseTransform):
         empty tensors of a made-up size. With clips, the frames of all visuals, flat.
       - ``visual_frames``: LongTensor (V,), frames per visual (1 for an image), only when
         ``results`` has ``visual_frames`` (set by ``LoadVisuals``).
+      - ``image_sizes``: LongTensor (V, 2), per visual the original (H, W) of an anyres image
+        and zeros for the others, only when ``results`` has ``image_sizes`` (``AnyresTiles``).
 
     - ``data_samples`` (:class:`mmpretrain.structures.DataSample`): metainfo from the
       ``meta_keys`` present in ``results``; the ``gt_keys`` present as data fields
@@ -102,6 +104,14 @@ class PackLlavaInputs(BaseTransform):
                                  f'{frames.tolist()} do not sum to the '
                                  f'{len(inputs.get("images", ()))} frames')
             inputs['visual_frames'] = frames
+        if results.get('image_sizes') is not None and len(results['image_sizes']):
+            sizes = torch.as_tensor(np.asarray(results['image_sizes'], dtype=np.int64))
+            count = len(inputs.get('visual_frames', ()))
+            if sizes.ndim != 2 or sizes.shape != (count, 2):
+                raise ValueError(f'PackLlavaInputs: sample {sample_id!r}: image_sizes must be '
+                                 f'one (H, W) per visual ({count}), got shape '
+                                 f'{tuple(sizes.shape)}')
+            inputs['image_sizes'] = sizes
 
         data_sample = DataSample()
         data_sample.set_metainfo({k: results[k] for k in self.meta_keys if k in results})

@@ -186,6 +186,47 @@ class CLIPResizeCrop(BaseTransform):
 
 
 @TRANSFORMS.register_module()
+class ResizeSquare(BaseTransform):
+    """Resize every image to ``size`` x ``size`` without keeping its aspect ratio (PIL).
+
+    LLaVA-OneVision's clip frames (its video processor's ``size={'height': 384, 'width':
+    384}``, no crop). Images already of that size (anyres tiles) are left as they are.
+
+    Required keys: ``images``. Modified keys: ``images``, ``img_shapes``.
+
+    Args:
+        size (int): The output side.
+        interpolation (str): PIL filter, as :class:`CLIPResizeCrop`.
+    """
+
+    def __init__(self, size: int = 384, interpolation: str = 'bicubic'):
+        if not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f'size must be a positive int, got {size}')
+        if interpolation not in _PIL_INTERPOLATION:
+            raise ValueError(f'interpolation must be one of {sorted(_PIL_INTERPOLATION)}, '
+                             f'got {interpolation!r}')
+        self.size = int(size)
+        self.interpolation = interpolation
+
+    def _process(self, image: np.ndarray) -> np.ndarray:
+        if image.shape[:2] == (self.size, self.size):
+            return image
+        return np.array(Image.fromarray(image).resize(
+            (self.size, self.size), resample=_PIL_INTERPOLATION[self.interpolation]))
+
+    def transform(self, results: dict) -> dict:
+        """Resize each image of ``results['images']``."""
+        images = _check_images(results, 'ResizeSquare')
+        results['images'] = [self._process(im) for im in images]
+        results['img_shapes'] = [im.shape[:2] for im in results['images']]
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(size={self.size}, '
+                f'interpolation={self.interpolation!r})')
+
+
+@TRANSFORMS.register_module()
 class SubtractBackground(BaseTransform):
     """Remove a plain background: each frame's median colour is taken as its ground.
 
