@@ -72,3 +72,39 @@ def test_bad_pinpoints_and_missing_keys():
         AnyresTiles([[56, 100]], TILE, 4)
     with pytest.raises(KeyError, match='run LoadVisuals first'):
         AnyresTiles(NEXT_PINPOINTS, TILE, 4).transform(dict(images=[]))
+
+
+def test_onevision_several_images_are_padded_not_tiled():
+    """A sample of several images: each padded to a square of the SigLIP mean and resized, as
+    transformers' OneVision processor does for batch_num_images > 1; 1 frame, base + newline."""
+    processor = LlavaOnevisionImageProcessorPil(size={'height': TILE, 'width': TILE},
+                                                image_grid_pinpoints=OV_PINPOINTS,
+                                                image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    rng = np.random.RandomState(3)
+    images = [rng.randint(0, 256, (40, 150, 3), dtype=np.uint8),
+              rng.randint(0, 256, (77, 30, 3), dtype=np.uint8)]
+    expected = processor(images=[images], return_tensors='pt')
+    step = AnyresTiles(anyres=dict(image_grid_pinpoints=OV_PINPOINTS, tile_size=TILE,
+                                   patches_per_side=4), multi_image='pad')
+    out = step.transform(dict(images=list(images), visual_kinds=['image', 'image'],
+                              visual_frames=[1, 1]))
+    assert out['visual_frames'] == [1, 1] and out['image_sizes'] == [(0, 0), (0, 0)]
+    assert out['num_visual_tokens'] == [17, 17]
+    ours = normalize_pixels(torch.from_numpy(np.stack(out['images'])).permute(0, 3, 1, 2),
+                            [0.5] * 3, [0.5] * 3)
+    theirs = expected['pixel_values'][:, 0]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    # One image alone is tiled, as the processor does for batch_num_images == 1.
+    single = step.transform(dict(images=[images[0]], visual_kinds=['image'], visual_frames=[1]))
+    assert single['visual_frames'][0] > 1 and single['image_sizes'] == [(40, 150)]
+
+
+def test_anyres_dict_and_missing_fields():
+    with pytest.raises(ValueError, match='needs tile_size'):
+        AnyresTiles(image_grid_pinpoints=NEXT_PINPOINTS, patches_per_side=4)
+    with pytest.raises(ValueError, match='unknown field'):
+        AnyresTiles(anyres=dict(image_grid_pinpoints=NEXT_PINPOINTS, tile_size=TILE,
+                                patches_per_side=4, side=3))
+    step = AnyresTiles(tile_size=TILE, anyres=dict(image_grid_pinpoints=NEXT_PINPOINTS,
+                                                   tile_size=999, patches_per_side=4))
+    assert step.tile_size == TILE  # an explicit field wins over the dict

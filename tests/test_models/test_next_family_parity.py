@@ -15,106 +15,20 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from fixtures_next import CLIP, NEXT_PINPOINTS, SIGLIP, SIZES, build_next_family
 
 from mmllava.apis import get_model
 from mmllava.apis.chat_inputs import prepare_chat_inputs
 from mmllava.convert import convert_to_mmllava
 
-CLIP = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-            image_size=32, patch_size=8, hidden_act='quick_gelu', projection_dim=16)
-SIGLIP = dict(model_type='siglip_vision_model', hidden_size=32, intermediate_size=64,
-              num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8,
-              vision_use_head=False)
-LLAMA = dict(model_type='llama', hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-             num_attention_heads=4, num_key_value_heads=2, vocab_size=1064,
-             max_position_embeddings=1024, rms_norm_eps=1e-5, tie_word_embeddings=False,
-             bos_token_id=1, eos_token_id=2, pad_token_id=1001)
-NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64], [96, 32], [32, 96]]
-OV_PINPOINTS = [[32 * r, 32 * c] for r in range(1, 4) for c in range(1, 4)]
-SIZES = [(40, 150), (150, 40), (64, 64), (9, 12)]  # wide, tall, square, tiny
-IMAGE_ID, PAD_ID, VIDEO_ID = 1000, 1001, 1002
 NUM_FRAMES = 6
 
 
-def _perturb(model):
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model.eval()
-
-
-def _llama_tokenizer(tmp):
-    from fixtures_llava import train_tokenizer
-
-    from mmllava.convert import hf_tokenizer_from_sentencepiece
-    sp = train_tokenizer(str(tmp))
-    tok = hf_tokenizer_from_sentencepiece(sp)
-    tok.add_tokens(['<image>'], special_tokens=True)
-    tok.add_special_tokens({'pad_token': '<pad>'})
-    tok.add_tokens(['<video>'], special_tokens=True)
-    assert tok.convert_tokens_to_ids(['<image>', '<pad>', '<video>']) == [IMAGE_ID, PAD_ID,
-                                                                          VIDEO_ID]
-    return tok
-
-
-def _qwen_tokenizer():
-    from fixtures_llava import _corpus
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<image>', '<video>']
-    trainer = trainers.BpeTrainer(vocab_size=600, show_progress=False, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_corpus() + ['You are a helpful assistant. user assistant system'],
-                            trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token='<|im_end|>',
-                                   pad_token='<|endoftext|>')
-
-
 def _build(family, tmp):
-    import transformers as tf
-    torch.manual_seed({'next': 0, 'video': 1, 'onevision': 2}[family])
-    if family == 'onevision':
-        tok = _qwen_tokenizer()
-        ids = tok.convert_tokens_to_ids(['<image>', '<video>', '<|endoftext|>', '<|im_end|>'])
-        text = dict(LLAMA, model_type='qwen2', vocab_size=640, bos_token_id=None,
-                    eos_token_id=ids[3], pad_token_id=ids[2])
-        cfg = tf.LlavaOnevisionConfig(vision_config=SIGLIP, text_config=text,
-                                      image_token_index=ids[0], video_token_index=ids[1],
-                                      image_grid_pinpoints=OV_PINPOINTS,
-                                      vision_aspect_ratio='anyres_max_2',
-                                      vision_feature_layer=-1,
-                                      vision_feature_select_strategy='full')
-        model = tf.LlavaOnevisionForConditionalGeneration(cfg)
-        proc_cfg = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    else:
-        tok = _llama_tokenizer(tmp)
-        vision = dict(CLIP, model_type='clip_vision_model')
-        common = dict(vision_config=vision, text_config=LLAMA, image_token_index=IMAGE_ID,
-                      image_grid_pinpoints=NEXT_PINPOINTS, vision_feature_layer=-2,
-                      vision_feature_select_strategy='default')
-        if family == 'next':
-            model = tf.LlavaNextForConditionalGeneration(tf.LlavaNextConfig(**common))
-        else:
-            model = tf.LlavaNextVideoForConditionalGeneration(tf.LlavaNextVideoConfig(
-                video_token_index=VIDEO_ID, spatial_pool_mode='average', spatial_pool_stride=2,
-                **common))
-        proc_cfg = dict(image_mean=list(tf.utils.constants.OPENAI_CLIP_MEAN),
-                        image_std=list(tf.utils.constants.OPENAI_CLIP_STD))
-    _perturb(model)
-    src = tmp / f'{family}-hf'
-    model.save_pretrained(str(src))
-    tok.save_pretrained(str(src))
-    import json
-    with open(src / 'preprocessor_config.json', 'w') as f:
-        json.dump(proc_cfg, f)
-    out = tmp / f'{family}-mmllava'
-    convert_to_mmllava(str(src), str(out), verbose=False)
+    hf, tok, out = build_next_family(family, tmp)
     ours = get_model(str(out / 'config.py'), pretrained=str(out / 'model.safetensors')).eval()
     ours.cfg.test_pipeline[0]['num_frames'] = NUM_FRAMES  # the zoo's 32 would repeat frames
-    return model, ours, tok, cfg_ids(model)
+    return hf, ours, tok, cfg_ids(hf)
 
 
 def cfg_ids(model):
@@ -302,12 +216,14 @@ def test_round_trip_to_llava_hf_is_bit_identical(pair, tmp_path):
     assert isinstance(back, tf.PreTrainedModel)
 
 
-def test_original_onevision_checkpoint_converts_to_the_same_model(pair, tmp_path):
-    """The LLaVA-NeXT repository's layout (llava_qwen, mm_* fields, pinpoints as a grid range,
-    the tower inside the checkpoint) gives the model the llava-hf folder gives."""
+def test_original_checkpoints_convert_to_the_same_model(pair, tmp_path):
+    """The LLaVA-NeXT repository's layout (``llava_qwen`` / ``llava_llama`` with ``mm_*``
+    fields, OneVision's pinpoints as a grid range, the tower inside the checkpoint) gives the
+    weights and anyres the llava-hf folder gives, and the repository's clip pooling: after the
+    projector, the newline where ``mm_newline_position`` puts it."""
     family, (hf, ours, tok, (image_id, video_id)) = pair
-    if family != 'onevision':
-        pytest.skip('one original layout is enough')
+    if family == 'next':
+        pytest.skip('the video families carry the mm_spatial_pool fields')
     import json
 
     from safetensors.torch import save_file
@@ -320,24 +236,30 @@ def test_original_onevision_checkpoint_converts_to_the_same_model(pair, tmp_path
     for key, value in hf.state_dict().items():
         ours_rule = next((a, b) for a, b in rules if key.startswith(a))
         sd[ours_rule[1] + key[len(ours_rule[0]):]] = value.contiguous()
-    src, tower = tmp_path / 'original', tmp_path / 'siglip'
+    src, tower = tmp_path / 'original', tmp_path / 'tower'
     src.mkdir()
     tower.mkdir()
     save_file(sd, str(src / 'model.safetensors'))
+    onevision = family == 'onevision'
     with open(tower / 'config.json', 'w') as f:
-        json.dump(dict(SIGLIP, model_type='siglip_vision_model'), f)
+        json.dump(dict(SIGLIP) if onevision else dict(CLIP, model_type='clip_vision_model'), f)
     text = hf.config.text_config.to_dict()
     config = {k: text[k] for k in ('hidden_size', 'intermediate_size', 'num_hidden_layers',
                                    'num_attention_heads', 'num_key_value_heads', 'vocab_size',
                                    'max_position_embeddings', 'rms_norm_eps', 'eos_token_id',
                                    'pad_token_id', 'tie_word_embeddings')}
-    config.update(model_type='llava_qwen', architectures=['LlavaQwenForCausalLM'],
-                  mm_vision_tower=str(tower), mm_projector_type='mlp2x_gelu',
+    config.update(mm_vision_tower=str(tower), mm_projector_type='mlp2x_gelu',
                   mm_vision_select_layer=-2, mm_vision_select_feature='patch',
-                  mm_patch_merge_type='spatial_unpad', image_aspect_ratio='anyres_max_2',
-                  image_grid_pinpoints='(1x1),...,(3x3)', mm_spatial_pool_mode='bilinear',
-                  mm_spatial_pool_stride=2, mm_newline_position='one_token',
+                  mm_patch_merge_type='spatial_unpad', mm_spatial_pool_stride=2,
                   mm_use_im_start_end=False)
+    if onevision:
+        config.update(model_type='llava_qwen', image_aspect_ratio='anyres_max_2',
+                      image_grid_pinpoints='(1x1),...,(3x3)', mm_spatial_pool_mode='bilinear',
+                      mm_newline_position='one_token')
+    else:
+        config.update(model_type='llava_llama', image_aspect_ratio='anyres',
+                      image_grid_pinpoints=NEXT_PINPOINTS, mm_spatial_pool_mode='average',
+                      mm_newline_position='grid')
     with open(src / 'config.json', 'w') as f:
         json.dump(config, f)
     tok.save_pretrained(str(src))
@@ -345,8 +267,18 @@ def test_original_onevision_checkpoint_converts_to_the_same_model(pair, tmp_path
     convert_to_mmllava(str(src), str(out), verbose=False)
     again = get_model(str(out / 'config.py'), pretrained=str(out / 'model.safetensors')).eval()
     assert again.anyres == ours.anyres
-    assert again.video_pooling.newline == 'one_token'
-    assert again.vision_tower.select_layer == -1
+    if onevision:
+        assert again.video_pooling.newline == 'one_token'
+        assert again.vision_tower.select_layer == -1
+    else:  # the repository pools after the projector, unlike transformers' NeXT-Video
+        assert type(again.video_pooling).__name__ == 'AvgPool2x2FramePooling'
+        assert (again.video_pooling.stage, again.video_pooling.newline) == ('projector', 'grid')
     ours_sd, again_sd = ours.state_dict(), again.state_dict()
     assert sorted(ours_sd) == sorted(again_sd)
     assert all(torch.equal(ours_sd[k], again_sd[k]) for k in ours_sd)
+    # The converted model answers a clip (its own pooling and newlines counted right).
+    again.cfg.test_pipeline[0]['num_frames'] = NUM_FRAMES
+    prepared = prepare_chat_inputs(again, [dict(role='user', content='<video>\nwhat?')],
+                                   videos=[_clip(6)])
+    with torch.no_grad():
+        again(prepared['inputs'], mode='tensor')

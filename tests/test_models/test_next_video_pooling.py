@@ -75,3 +75,38 @@ def test_bad_stage_and_position_scale():
             projector=dict(type='LlavaProjector', projector_type='mlp2x_gelu'),
             llm=dict(type='HFCausalLM', config=LLM),
             video_pooling=dict(type='avgpool2x2', stage='vision'), frame_position_scale=0.02))
+
+
+@pytest.mark.parametrize('pooling', [
+    dict(type='bilinear', newline=True), dict(type='bilinear', newline='grid'),
+    dict(type='avgpool2x2', newline='one_token'), dict(type='maxpool2x2', newline='grid')])
+def test_clip_newlines_count_as_the_pipeline(pooling):
+    """'one_token': one image_newline after the clip; 'grid': one after each row of each
+    pooled frame (the LLaVA-NeXT repository's add_token_per_grid); counts as the pipeline."""
+    model = _model(pooling)
+    frames = torch.randn(3, 3, 36, 36)
+    with torch.no_grad():
+        tokens = model.encode_visuals(frames, [3])
+        plain = MODELS.build(dict(type=pooling_type_of(pooling)))
+        pooled = plain(model.encode_images(frames))
+    assert len(tokens) == num_visual_tokens(pooling, 3, 81)
+    newline = model.image_newline
+    if pooling['newline'] in (True, 'one_token'):
+        assert torch.equal(tokens[:-1], pooled) and torch.equal(tokens[-1], newline)
+    else:
+        side = math.isqrt(len(pooled) // 3)
+        rows = tokens.view(3 * side, side + 1, -1)
+        assert torch.equal(rows[:, :-1].reshape(-1, rows.shape[-1]), pooled)
+        assert torch.equal(rows[:, -1], newline.expand(3 * side, -1))
+
+
+def pooling_type_of(pooling):
+    from mmllava.structures import pooling_type
+    return pooling_type(pooling)
+
+
+def test_bad_newline():
+    with pytest.raises(ValueError, match="newline must be"):
+        build_frame_pooling(dict(type='bilinear', newline='frame'))
+    with pytest.raises(ValueError, match='LLM-space'):
+        build_frame_pooling(dict(type='avgpool2x2', stage='vision', newline=True))

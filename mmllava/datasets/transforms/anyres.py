@@ -72,14 +72,33 @@ class AnyresTiles(BaseTransform):
         multi_image (str): ``'tiles'`` (LLaVA-1.6: every image tiled, the default) or
             ``'pad'`` (OneVision, see above).
         background (Sequence[int]): RGB fill of ``'pad'``; OneVision's SigLIP mean x 255.
+        anyres (dict, optional): The model's ``anyres`` dict, for the fields not given (so a
+            config can pass ``anyres={{_base_.anyres}}``).
     """
 
     MULTI_IMAGE = ('tiles', 'pad')
 
-    def __init__(self, image_grid_pinpoints: Sequence[Sequence[int]], tile_size: int,
-                 patches_per_side: int, base_tokens: Optional[int] = None,
-                 max_num_tiles: Optional[int] = None, multi_image: str = 'tiles',
-                 background: Sequence[int] = (127, 127, 127)):
+    def __init__(self, image_grid_pinpoints: Optional[Sequence[Sequence[int]]] = None,
+                 tile_size: Optional[int] = None, patches_per_side: Optional[int] = None,
+                 base_tokens: Optional[int] = None, max_num_tiles: Optional[int] = None,
+                 multi_image: str = 'tiles', background: Sequence[int] = (127, 127, 127),
+                 anyres: Optional[dict] = None):
+        given = dict(image_grid_pinpoints=image_grid_pinpoints, tile_size=tile_size,
+                     patches_per_side=patches_per_side, base_tokens=base_tokens,
+                     max_num_tiles=max_num_tiles)
+        for key, value in (anyres or {}).items():
+            if key not in given:
+                raise ValueError(f'AnyresTiles: anyres has an unknown field {key!r}')
+            if given[key] is None:
+                given[key] = value
+        missing = [k for k in ('image_grid_pinpoints', 'tile_size', 'patches_per_side')
+                   if given[k] is None]
+        if missing:
+            raise ValueError(f'AnyresTiles needs {", ".join(missing)} (or the model\'s anyres '
+                             'dict as anyres=...)')
+        image_grid_pinpoints, tile_size, patches_per_side, base_tokens, max_num_tiles = (
+            given[k] for k in ('image_grid_pinpoints', 'tile_size', 'patches_per_side',
+                               'base_tokens', 'max_num_tiles'))
         pinpoints = [tuple(int(v) for v in p) for p in image_grid_pinpoints]
         if not pinpoints or any(len(p) != 2 or p[0] % tile_size or p[1] % tile_size
                                 for p in pinpoints):
