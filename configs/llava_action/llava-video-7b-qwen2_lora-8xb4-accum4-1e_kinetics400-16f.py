@@ -1,7 +1,8 @@
 # LLaVA-Video-7B-Qwen2 LoRA on Kinetics-400 (mmaction2's tools/data/kinetics
 # layout, videos resized to short side 256). 400 class names do not fit in the prompt beside
 # the clip, so the question is open ("What is the person doing?") and the model learns to
-# answer the class name; the likelihood ranking still scores all 400 names. Epochs: 1 (~1,875 optimizer steps at 128).
+# answer the class name; the likelihood ranking still scores all 400 names. Epochs: 1
+# (~1,875 optimizer steps at batch 128).
 # Broken clips of a public K400 copy: skipped in training (counted, logged), misses in testing.
 #   bash tools/dist_train.sh \
 #       configs/llava_action/llava-video-7b-qwen2_lora-8xb4-accum4-1e_kinetics400-16f.py 8
