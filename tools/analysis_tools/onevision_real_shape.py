@@ -177,15 +177,19 @@ def lora(tmp: str, steps: int = 3, grad_ckpt: bool = True) -> dict:
                 losses=losses, wall_s=round(wall, 1), peak_rss_mib=round(peak_mib, 1))
 
 
-def main(argv=None):
-    import argparse
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parse_args(argv=None):
+    from mmllava.utils.cli import make_parser
+    parser = make_parser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='work_dirs/onevision_real_shape.json')
     parser.add_argument('--skip-parity', action='store_true')
     parser.add_argument('--skip-lora', action='store_true')
     parser.add_argument('--no-grad-ckpt', action='store_true',
                         help='train without the recipe\'s gradient checkpointing')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_lora:  # first: its peak memory is the subprocess's alone
@@ -200,4 +204,5 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    from mmllava.utils.cli import run_cli
+    run_cli(main)
