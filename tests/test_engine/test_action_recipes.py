@@ -187,3 +187,53 @@ def test_metafile_lists_every_recipe_and_the_zoo_reads_it():
         assert entries[name]['Config'] == f'configs/llava_action/{name}.py'
         assert not entries[name].get('Results')  # nothing measured here (no GPU)
         assert name in list_models()
+
+
+NEXT_RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('*.py') if p.stem.startswith(
+    ('llava-video-', 'llava-next-video-', 'llava-onevision-')))
+NEXT_NAME = re.compile(r'(llava-video-7b-qwen2|llava-next-video-7b|llava-onevision-qwen2-0\.5b-ov)'
+                       r'_lora-(\d+)xb(\d+)-accum(\d+)-(\d+)e_([a-z0-9]+)(-split\d)?-(\d+)f$')
+
+
+@pytest.mark.parametrize('name', NEXT_RECIPES)
+def test_next_family_recipe_says_what_its_name_says(name):
+    model, gpus, batch, accum, epochs, dataset, _, frames = NEXT_NAME.match(name).groups()
+    cfg = load(name)
+    loader = cfg.train_dataloader
+    assert loader.batch_size == loader.sampler.batch_size == int(batch)
+    assert cfg.optim_wrapper.accumulative_counts == int(accum)
+    assert cfg.auto_scale_lr.base_batch_size == int(gpus) * int(batch) * int(accum)
+    assert cfg.train_cfg.max_epochs == int(epochs)
+    assert cfg.num_frames == int(frames)
+    assert dataset in {'ucf101', 'kinetics400', 'sthv2'}
+    for pipeline in (loader.dataset.pipeline, cfg.test_dataloader.dataset.pipeline):
+        load_step = pipeline[0]
+        assert load_step.type == 'LoadVisuals' and load_step.num_frames == int(frames)
+        # The loader counts the tokens the model pools them to.
+        assert load_step.video_pooling == cfg.model.video_pooling
+    assert loader.dataset.pipeline[0].temporal_jitter
+    assert cfg.model.freeze_vision_encoder and cfg.model.lora.r == 128
+    with torch.device('meta'):
+        built = MODELS.build({**cfg.model, 'tokenizer': None})
+    trainable = {n for n, p in built.named_parameters() if p.requires_grad}
+    assert all(n.startswith('projector.') or 'lora_' in n or n == 'image_newline'
+               for n in trainable)
+    # Every NeXT-family model has the learned newline (anyres), trained with the projector.
+    assert 'image_newline' in trainable
+
+
+@pytest.mark.parametrize('stage', ['llava-tiny-ov_mocap-actions_pretrain',
+                                   'llava-tiny-ov_mocap-actions'])
+def test_onevision_style_mocap_model(stage):
+    """SigLIP-style tower, Qwen2-style LLM, bilinear pooling with one newline a clip; the
+    loaders count what the model gives (8 frames x 2 x 2 + 1)."""
+    from mmllava.structures import num_visual_tokens
+    cfg = load(stage)
+    model = MODELS.build({**cfg.model, 'tokenizer': None})
+    assert type(model.vision_tower).__name__ == 'HFSiglipVisionEncoder'
+    assert model.llm.config.model_type == 'qwen2'
+    leaves = leaf_datasets(cfg.train_dataloader.dataset)
+    assert all(leaf.pipeline[0].video_pooling == cfg.model.video_pooling for leaf in leaves)
+    with torch.no_grad():
+        tokens = model.encode_visuals(torch.randn(8, 3, 64, 64), [8])
+    assert len(tokens) == num_visual_tokens(leaves[0].pipeline[0].video_pooling, 8, 16) == 33
