@@ -282,3 +282,33 @@ def test_original_checkpoints_convert_to_the_same_model(pair, tmp_path):
                                    videos=[_clip(6)])
     with torch.no_grad():
         again(prepared['inputs'], mode='tensor')
+
+
+def test_zoo_name_builds_from_the_converted_folder(pair, tmp_path, monkeypatch):
+    """Converted under a zoo name, the folder's config.py (written over that zoo config: its
+    pipeline and template) is what the name builds from; the sizes that differ from the zoo's
+    are named in a warning."""
+    family, (hf, ours, tok, _) = pair
+    if family != 'onevision':
+        pytest.skip('one family is enough')
+    from fixtures_llava import load_script
+
+    from mmllava.apis import inference_model
+    name = 'llava-onevision-qwen2-0.5b-ov_vqa'
+    src = tmp_path / 'src'
+    hf.save_pretrained(str(src))
+    tok.save_pretrained(str(src))
+    monkeypatch.setenv('MMLLAVA_HOME', str(tmp_path / 'home'))
+    load_script('tools/model_converters/llava_to_mmllava.py').main(
+        [str(src), str(tmp_path / 'home' / name)])
+    with pytest.warns(UserWarning, match='hidden_size'):
+        model = get_model(name, pretrained=True, generation_cfg=dict(max_new_tokens=4))
+    assert model.anyres == ours.anyres and model.video_pooling.newline == 'one_token'
+    model.cfg.test_pipeline[0]['num_frames'] = NUM_FRAMES
+    clip = _clip(6)
+    result = inference_model(model, clip, 'what?')
+    assert result['prompt'].startswith('<|im_start|>system\nYou are a helpful assistant.')
+    assert '<video>' in result['prompt']
+    ours.cfg.test_pipeline[0]['num_frames'] = NUM_FRAMES
+    assert result['pred_answer'] == inference_model(ours, clip, 'what?',
+                                                    max_new_tokens=4)['pred_answer']
