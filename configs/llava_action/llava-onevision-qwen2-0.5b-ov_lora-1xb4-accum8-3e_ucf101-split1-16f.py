@@ -9,7 +9,7 @@
 _base_ = [
     '../llava_onevision/llava-onevision-qwen2-0.5b-ov_vqa.py',
     '../_base_/datasets/action_ucf101-split1.py',
-    '../_base_/schedules/llava_pretrain.py',
+    '../_base_/schedules/action_lora_3e.py',
 ]
 # Converted by tools/model_converters/llava_to_mmllava.py (llava-hf or the original):
 # model.safetensors and the tokenizer files in one folder.
@@ -39,7 +39,6 @@ test_pipeline = [
 ]
 batch_size = 4
 accumulative_counts = 8
-max_epochs = 3
 train_dataloader = dict(
     batch_size=batch_size,
     sampler=dict(type='LengthGroupedSampler', batch_size=batch_size, group_by_modality=True),
@@ -47,20 +46,7 @@ train_dataloader = dict(
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 # Global batch 32 = 1 GPU(s) x 4 x 8 accumulated steps; the lr is for it.
-optim_wrapper = dict(optimizer=dict(lr=2e-4), paramwise_cfg=dict(projector_lr=2e-5),
-                     accumulative_counts=accumulative_counts)
+optim_wrapper = dict(accumulative_counts=accumulative_counts)
 auto_scale_lr = dict(base_batch_size=32)
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0, end=0.03 * max_epochs,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=0., by_epoch=True, begin=0.03 * max_epochs,
-         end=max_epochs, convert_to_iter_based=True),
-]
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=1,
                                      max_keep_ckpts=1, save_best='action/top1', rule='greater'))
-custom_hooks = [
-    dict(type='TrainableOnlyCheckpointHook'),
-    dict(type='DatasetInfoHook'),
-    dict(type='EvaluateChatHook', every_n_iters=50, indices=(0, 1), max_new_tokens=16),
-]
