@@ -83,7 +83,7 @@ def llm_fields(config, vocab_rows: int) -> dict:
     return out
 
 
-def llama_config(config: Mapping):
+def llm_config(config: Mapping):
     """The LLM config (``LlamaConfig``, ``MistralConfig``, ``Qwen2Config``) of an original
     LLaVA / LLaVA-NeXT ``config.json`` dict (``mm_*`` and other extra keys ignored)."""
     from transformers import AutoConfig
@@ -298,7 +298,7 @@ def arch_from_original(config: Mapping, clip_config: Optional[Mapping],
     arch = dict(family='llava', vision_type='clip', vision=vision,
                 select_layer=config.get('mm_vision_select_layer', -2), select_feature=feature,
                 projector_type=projector,
-                llm=llm_fields(llama_config(config), vocab_rows(state_dict)))
+                llm=llm_fields(llm_config(config), vocab_rows(state_dict)))
     if vision_cfg is not None and vision_cfg.model_type.startswith('siglip'):
         layers = _count_layers(state_dict, r'vision_tower\.vision_model\.encoder\.layers\.(\d+)')
         arch.update(vision_type='siglip', select_layer=-1, select_feature='full')
