@@ -61,7 +61,13 @@ def _qwen_tokenizer():
                                    pad_token='<|endoftext|>')
 
 
-def build_next_family(family, tmp, vision=None, text=None, convert=True):
+def build_next_family(family, tmp, vision=None, text=None, convert=True, **overrides):
+    """A tiny ``family`` ('next', 'video' or 'onevision') saved as a llava-hf folder under
+    ``tmp`` and, with ``convert``, converted by our tool: ``(hf_model, tokenizer, folder)``.
+
+    ``vision`` and ``text`` update the tower's and the LLM's configs, ``overrides`` the top
+    config (``image_grid_pinpoints``, ``vision_aspect_ratio``).
+    """
     import transformers as tf
     torch.manual_seed({'next': 0, 'video': 1, 'onevision': 2}[family])
     if family == 'onevision':
@@ -69,13 +75,11 @@ def build_next_family(family, tmp, vision=None, text=None, convert=True):
         ids = tok.convert_tokens_to_ids(['<image>', '<video>', '<|endoftext|>', '<|im_end|>'])
         text = dict(LLAMA, model_type='qwen2', vocab_size=640, bos_token_id=None,
                     eos_token_id=ids[3], pad_token_id=ids[2], **(text or {}))
+        top = dict(image_token_index=ids[0], video_token_index=ids[1],
+                   image_grid_pinpoints=OV_PINPOINTS, vision_aspect_ratio='anyres_max_2',
+                   vision_feature_layer=-1, vision_feature_select_strategy='full')
         cfg = tf.LlavaOnevisionConfig(vision_config=dict(SIGLIP, **(vision or {})),
-                                      text_config=text,
-                                      image_token_index=ids[0], video_token_index=ids[1],
-                                      image_grid_pinpoints=OV_PINPOINTS,
-                                      vision_aspect_ratio='anyres_max_2',
-                                      vision_feature_layer=-1,
-                                      vision_feature_select_strategy='full')
+                                      text_config=text, **dict(top, **overrides))
         model = tf.LlavaOnevisionForConditionalGeneration(cfg)
         proc_cfg = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3)
     else:
@@ -85,6 +89,7 @@ def build_next_family(family, tmp, vision=None, text=None, convert=True):
                       image_token_index=IMAGE_ID,
                       image_grid_pinpoints=NEXT_PINPOINTS, vision_feature_layer=-2,
                       vision_feature_select_strategy='default')
+        common.update(overrides)
         if family == 'next':
             model = tf.LlavaNextForConditionalGeneration(tf.LlavaNextConfig(**common))
         else:
