@@ -23,11 +23,15 @@ Annotations, per metric:
 * ``pope``: POPE ``coco_pope_{split}.json`` JSON lines (``question_id``, ``label``); several
   files give per-split numbers (their ids must not collide), or one file with ``category``.
 * ``gqa``: GQA ``testdev_balanced_questions.json`` (``{qid: {answer, ...}}``).
+* ``mme``, ``mmbench``, ``mvbench``, ``seed_bench``, ``llava_bench``: benchmarks whose
+  prediction files have formats of their own; each is scored by the ``score_prediction_file``
+  of its metric module (:data:`FILE_SCORERS`), which documents the format.
 * ``action``: an mmaction2 list (``path label`` per line, or rawframes ``dir frames label``)
   with ``label_map.txt`` (one class name a line) beside it or given as ``label_map``; the
   prediction ids are the list's paths. Predictions may carry ``pred_scores`` (one per class)
   for top-k.
 """
+import importlib
 import json
 import os.path as osp
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -118,6 +122,22 @@ METRIC_READERS: Dict[str, Tuple[Callable, type, str]] = {
 }
 
 
+# metric name -> the module whose ``score_prediction_file(pred_file, ann_files, allow_missing,
+# prefix)`` scores that benchmark's own prediction format (imported when asked for).
+FILE_SCORERS: Dict[str, str] = {
+    'llava_bench': 'mmllava.evaluation.metrics.llava_bench',
+    'mmbench': 'mmllava.evaluation.metrics.mmbench',
+    'mme': 'mmllava.evaluation.metrics.mme',
+    'mvbench': 'mmllava.evaluation.metrics.mvbench',
+    'seed_bench': 'mmllava.evaluation.metrics.seed_bench',
+}
+
+
+def metric_names() -> List[str]:
+    """Every name :func:`evaluate_predictions` takes, sorted."""
+    return sorted(set(METRIC_READERS) | set(FILE_SCORERS))
+
+
 def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
                          allow_missing: bool = False, prefix: str = None,
                          label_map: str = None) -> Dict[str, float]:
@@ -128,8 +148,11 @@ def evaluate_predictions(metric: str, pred_file: str, ann_files: Sequence[str],
             annotated questions without a prediction (unless ``allow_missing``: then they
             are scored as empty answers and counted in ``{prefix}/num_missing``).
     """
+    if metric in FILE_SCORERS:
+        scorer = importlib.import_module(FILE_SCORERS[metric]).score_prediction_file
+        return scorer(pred_file, list(ann_files), allow_missing=allow_missing, prefix=prefix)
     if metric not in METRIC_READERS:
-        raise ValueError(f'Unknown metric {metric!r}; one of {sorted(METRIC_READERS)}')
+        raise ValueError(f'Unknown metric {metric!r}; one of {metric_names()}')
     reader, metric_cls, default_prefix = METRIC_READERS[metric]
     if metric == 'pope':
         anns, kwargs = reader(list(ann_files))

@@ -21,10 +21,11 @@ ones ``tools/test.py`` uses.
 """
 from mmllava.utils.cli import make_parser, run_cli
 
-# mmllava.evaluation.offline.METRIC_READERS' names, written out so that --help imports nothing
+# mmllava.evaluation.offline.metric_names(), written out so that --help imports nothing
 # heavy (tests/test_tools/test_startup.py checks that the two agree); another name is refused
 # with the list.
-METRICS = ('action', 'caption', 'gqa', 'multiple_choice', 'pope', 'vqa')
+METRICS = ('action', 'caption', 'gqa', 'llava_bench', 'mmbench', 'mme', 'multiple_choice',
+           'mvbench', 'pope', 'seed_bench', 'vqa')
 
 
 def parse_args(argv=None):
