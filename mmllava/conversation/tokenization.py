@@ -103,9 +103,51 @@ def _split_messages(messages: Sequence[dict]) -> Tuple[Optional[str], List[Turn]
     return system, [tuple(t) for t in turns]
 
 
+_PREFIX_MARK = '\x00'  # where an answer prefix ends inside the rendered last answer
+
+
+def _render_with_prefix(template: ConversationTemplate, system: Optional[str],
+                        turns: List[Turn], answer_prefix: str) -> List[Segment]:
+    """Render with ``answer_prefix`` starting the last assistant turn (see
+    :func:`render_conversation`): the template lays the prefix out as an answer's start
+    (``ASSISTANT: {prefix}``, ``assistant\n{prefix}``), then the prefix is made prompt text
+    (not trainable) and, for a generation prompt, everything after it is dropped."""
+    if _PREFIX_MARK in answer_prefix:
+        raise ValueError('answer_prefix must not hold a NUL character')
+    question, answer = turns[-1]
+    turns = turns[:-1] + [(question, answer_prefix + _PREFIX_MARK + (answer or ''))]
+    out = []
+    for seg in template.render(system, turns, False):
+        if seg.kind != 'text' or _PREFIX_MARK not in seg.text:
+            out.append(seg)
+            continue
+        head, tail = seg.text.split(_PREFIX_MARK, 1)
+        out.append(Segment('text', head, False))  # joins the prompt text before it
+        if answer is None:
+            return out  # a generation prompt ends with the prefix
+        out.append(Segment('text', tail, True))
+    if answer is None:
+        raise ValueError(f'Template {template.name!r} writes no assistant answer: it cannot '
+                         'take an answer_prefix')
+    return out
+
+
 def render_conversation(messages: Sequence[dict], template: TemplateType,
-                        add_generation_prompt: bool = False) -> List[Segment]:
+                        add_generation_prompt: bool = False,
+                        answer_prefix: Optional[str] = None) -> List[Segment]:
     """Render messages into the segments that both the prompt and the ids are made from.
+
+    Args:
+        messages: Role/content dicts.
+        template: A template name, dict or :class:`ConversationTemplate`.
+        add_generation_prompt (bool): End with the assistant's role tag.
+        answer_prefix (str, optional): Text that starts the last assistant turn, laid out as
+            the template lays out an answer's start (``" ASSISTANT: Best option:("``,
+            ``"<|im_start|>assistant\nBest option:("``). It is prompt text, never trained:
+            with ``add_generation_prompt`` the prompt ends with it and generation continues
+            after it (MVBench's ``"Best option:("``); with a last assistant message, that
+            message is what follows the prefix. The prefix's text is merged with the prompt
+            text before it, so its ids are those of the whole text.
 
     Raises:
         ValueError: On malformed messages, or a generation prompt after an assistant message.
@@ -115,11 +157,14 @@ def render_conversation(messages: Sequence[dict], template: TemplateType,
     if add_generation_prompt and turns[-1][1] is not None:
         raise ValueError('add_generation_prompt needs the conversation to end with a user '
                          'message, but it ends with the assistant')
+    if answer_prefix:
+        return _render_with_prefix(template, system, list(turns), answer_prefix)
     return template.render(system, turns, add_generation_prompt)
 
 
 def build_prompt(messages: Sequence[dict], template: TemplateType,
-                 add_generation_prompt: bool = True) -> str:
+                 add_generation_prompt: bool = True,
+                 answer_prefix: Optional[str] = None) -> str:
     """The exact text the LLM sees, each visual written as ``<image>`` / ``<video>``.
 
     The leading BOS is the tokenizer's and not written (as the original's ``get_prompt``).
@@ -128,9 +173,11 @@ def build_prompt(messages: Sequence[dict], template: TemplateType,
         messages: Role/content dicts.
         template: A template name, dict or :class:`ConversationTemplate`.
         add_generation_prompt (bool): End with the assistant's role tag (``' ASSISTANT:'``).
+        answer_prefix (str, optional): Start of the assistant's turn
+            (:func:`render_conversation`).
     """
-    return ''.join(seg.text for seg in
-                   render_conversation(messages, template, add_generation_prompt))
+    return ''.join(seg.text for seg in render_conversation(
+        messages, template, add_generation_prompt, answer_prefix))
 
 
 # --------------------------------------------------------------------------- token ids
@@ -202,7 +249,8 @@ def tokenize_conversation(messages: Sequence[dict], tokenizer, template: Templat
                           num_visual_tokens: Union[int, Sequence[int]] = 1,
                           add_generation_prompt: bool = False,
                           max_length: Optional[int] = None,
-                          truncate: bool = False) -> Dict[str, object]:
+                          truncate: bool = False,
+                          answer_prefix: Optional[str] = None) -> Dict[str, object]:
     """Token ids and labels of a conversation, made turn by turn.
 
     Args:
@@ -215,6 +263,10 @@ def tokenize_conversation(messages: Sequence[dict], tokenizer, template: Templat
             then all :data:`IGNORE_INDEX`. Training (``False``) needs an assistant message.
         max_length (int, optional): Longest allowed ``input_ids``.
         truncate (bool): Training only: cut ids over ``max_length`` instead of raising.
+        answer_prefix (str, optional): Prompt text starting the last assistant turn, e.g.
+            MVBench's ``"Best option:("``: a generation prompt ends with it (and ``prompt``
+            shows it); a training conversation's last answer follows it (only the answer is
+            learned). See :func:`render_conversation`.
 
     Returns:
         dict: ``input_ids`` (list[int]), ``labels`` (list[int], same length) and ``prompt``
@@ -227,7 +279,7 @@ def tokenize_conversation(messages: Sequence[dict], tokenizer, template: Templat
             trainable label or split a visual).
     """
     template = get_template(template)
-    segments = render_conversation(messages, template, add_generation_prompt)
+    segments = render_conversation(messages, template, add_generation_prompt, answer_prefix)
     if not add_generation_prompt:
         answers = [m for m in messages if m['role'] == 'assistant']
         if not answers:
@@ -255,20 +307,22 @@ def tokenize_conversation(messages: Sequence[dict], tokenizer, template: Templat
     return dict(input_ids=ids, labels=labels, prompt=prompt)
 
 
-def answer_token_ids(answers: Sequence[str], tokenizer,
-                     template: TemplateType) -> List[List[int]]:
+def answer_token_ids(answers: Sequence[str], tokenizer, template: TemplateType,
+                     answer_prefix: Optional[str] = None) -> List[List[int]]:
     """Each answer's ids as the assistant's reply (its end token included), as training makes
     them: the ids closed-set ranking scores (:meth:`mmllava.models.Llava.score_answers`).
 
     Each answer is tokenized inside a one-turn conversation with ``template`` and its
     trainable labels are kept, so the ids are exactly those the model learned to produce (and
-    the end token keeps "walking" from being a prefix of "walking backward").
+    the end token keeps "walking" from being a prefix of "walking backward"). With
+    ``answer_prefix`` (a prompt that ends with it, see :func:`tokenize_conversation`) each
+    answer is the continuation after the prefix, encoded as text that goes on from it.
     """
     out = []
     for answer in answers:
         ids = tokenize_conversation(
             [dict(role='user', content='?'), dict(role='assistant', content=str(answer))],
-            tokenizer, template)
+            tokenizer, template, answer_prefix=answer_prefix)
         out.append([t for t in ids['labels'] if t != IGNORE_INDEX])
     return out
 

@@ -19,10 +19,15 @@ from .base import (
 from .benchmarks import GQADataset, POPEDataset, ScienceQADataset, TextVQADataset
 from .coco_caption import COCOCaptionDataset
 from .collate import llava_collate
+from .llava_bench import LLaVABenchDataset
 from .llava_instruct import LlavaInstructDataset
+from .mmbench import MMBenchDataset, read_mmbench_tsv
+from .mme import MMEDataset
 from .mocap_actions import CLASS_NAMES as MOCAP_ACTION_CLASSES
 from .mocap_actions import MOCAP_ACTION_QUESTION
+from .mvbench import MVBenchDataset, read_mvbench
 from .samplers import LengthGroupedSampler
+from .seed_bench import SEEDBenchDataset, SEEDBenchLoadVisuals, read_seed_bench
 from .synthetic import TinyLlavaDataset, ensure_tiny_llava_data, make_tiny_llava_data
 from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transform_names
@@ -39,3 +44,8 @@ __all__ += [
     'ActionListDataset', 'ActionListEntry', 'OPEN_QUESTION', 'action_question',
     'closed_set_question', 'llava_action_sample', 'read_action_list'
 ]
+__all__ += ['MMEDataset']
+__all__ += ['LLaVABenchDataset']
+__all__ += ['SEEDBenchDataset', 'SEEDBenchLoadVisuals', 'read_seed_bench']
+__all__ += ['MVBenchDataset', 'read_mvbench']
+__all__ += ['MMBenchDataset', 'read_mmbench_tsv']

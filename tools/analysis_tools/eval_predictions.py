@@ -16,6 +16,25 @@ Examples::
     python tools/analysis_tools/eval_predictions.py --metric action --pred preds.json \
         --ann mocap_actions/test_list_videos.txt
 
+    # MME: JSON lines of {"category", "image", "question", "prediction"} (or tools/test.py --out,
+    # or LLaVA's answers file) against the release folder; keys perception, cognition, per subtask
+    python tools/analysis_tools/eval_predictions.py --metric mme --pred answers.jsonl \
+        --ann MME_Benchmark_release_version --out metrics.json
+    # MMBench dev, CircularEval: tools/test.py --out, or {"index", "prediction"[, "rotation"]} lines
+    python tools/analysis_tools/eval_predictions.py --metric mmbench \
+        --pred preds.json --ann mmbench/mmbench_dev_20230712.tsv --out metrics.json
+    # SEED-Bench v1: LLaVA's answers ({"question_id", "text"}), SEED's upload file
+    # ({"question_id", "prediction"}) or tools/test.py --out (ranked runs carry pred_scores)
+    python tools/analysis_tools/eval_predictions.py --metric seed_bench \
+        --pred answers.jsonl --ann seed_bench/SEED-Bench.json --out metrics.json
+    # MVBench: the run's --out file (or JSON lines {"question_id": "<task>/<index>", "pred",
+    # "pred_scores"?}); --ann the release root (json/<task>.json: every task file found is scored)
+    python tools/analysis_tools/eval_predictions.py --metric mvbench --pred preds.json \
+        --ann MVBench --out metrics.json
+    # LLaVA-Bench (in-the-wild): the summary of a review file (llava_bench_review.py --out)
+    python tools/analysis_tools/eval_predictions.py --metric llava_bench \
+        --pred reviews.jsonl --ann llava-bench-in-the-wild
+
 The formats are described in :mod:`mmllava.evaluation.offline`. The metric classes are the
 ones ``tools/test.py`` uses.
 """
@@ -34,7 +53,8 @@ def parse_args(argv=None):
                         help=f'the benchmark\'s metric: {", ".join(METRICS)}')
     parser.add_argument('--pred', required=True, help='predictions: JSON lines or JSON list')
     parser.add_argument('--ann', required=True, action='append',
-                        help='the official annotation file (repeat for POPE splits)')
+                        help='the official annotation file or release folder (repeat for POPE '
+                        'splits)')
     parser.add_argument('--out', help='write the metrics to this JSON file')
     parser.add_argument('--prefix', help='metric key prefix (default: the metric\'s)')
     parser.add_argument('--label-map', help='action: the class names, one a line (default: '

@@ -17,7 +17,7 @@ import zlib
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
@@ -32,6 +32,9 @@ from mmllava.structures import (
 from .loading import load_image, resolve_source
 
 VideoSource = Union[str, Path, np.ndarray]
+# A dataset's own frame choice: (frames of the clip, its frame rate or None, frames wanted)
+# -> indices.
+FrameIndexFn = Callable[[int, Optional[float], int], Sequence[int]]
 _PLACEHOLDER = re.compile('|'.join(re.escape(p) for p in VISUAL_PLACEHOLDERS))
 
 
@@ -65,6 +68,18 @@ def _indices(total: int, num_frames: int, what: str, jitter: bool = False) -> np
     return sample_frame_indices(total, num_frames, jitter)
 
 
+def _chosen_indices(total: int, num_frames: int, what: str, jitter: bool,
+                    index_fn: Optional[FrameIndexFn], fps: Optional[float]) -> np.ndarray:
+    """:func:`sample_frame_indices`, or the indices ``index_fn`` chooses (checked)."""
+    if index_fn is None:
+        return _indices(total, num_frames, what, jitter)
+    wanted = np.asarray(index_fn(total, fps, num_frames), dtype=np.int64)
+    if wanted.ndim != 1 or len(wanted) == 0 or wanted.min() < 0 or wanted.max() >= total:
+        raise ValueError(f'{what} has {total} frames: the frame indices chosen for it, '
+                         f'{wanted.tolist()}, are not within [0, {total})')
+    return wanted
+
+
 class PartialVideoWarning(UserWarning):
     """A clip decoded only in part: its frames are sampled from the part that decodes."""
 
@@ -96,7 +111,8 @@ def strict_frame_size():
 
 
 def _decode_video(path: str, num_frames: int, jitter: bool = False,
-                  min_decoded_fraction: float = MIN_DECODED_FRACTION) -> List[np.ndarray]:
+                  min_decoded_fraction: float = MIN_DECODED_FRACTION,
+                  index_fn: Optional[FrameIndexFn] = None) -> List[np.ndarray]:
     import av  # optional dependency: only clips given as files need it
 
     def open_stream():
@@ -143,6 +159,8 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
 
     container, stream = open_stream()
     stated = stream.frames  # container metadata: 0 when unknown, sometimes wrong
+    rate = stream.average_rate or stream.guessed_rate
+    fps = float(rate) if rate else None
     container.close()
     total = stated
     if total <= 0:  # no header count: count the frames that decode
@@ -152,7 +170,7 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
         if error:
             warnings.warn(f'video {path!r}: {total} frames decode, then {error}; '
                           f'sampling from those {total}', PartialVideoWarning)
-    wanted = _indices(total, num_frames, f'video {path!r}', jitter)
+    wanted = _chosen_indices(total, num_frames, f'video {path!r}', jitter, index_fn, fps)
     frames, seen, error = read(set(wanted.tolist()), int(wanted.max()))
     if len(frames) == len(set(wanted.tolist())):
         return [frames[i] for i in wanted.tolist()]
@@ -166,7 +184,7 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
                          f'{min_decoded_fraction:g} of them')
     warnings.warn(f'video {path!r}: {seen} of the {total} frames its header states decode '
                   f'({ending}); sampling {num_frames} from those {seen}', PartialVideoWarning)
-    wanted = _indices(seen, num_frames, f'video {path!r}', jitter)
+    wanted = _chosen_indices(seen, num_frames, f'video {path!r}', jitter, index_fn, fps)
     frames, _, error = read(set(wanted.tolist()), int(wanted.max()))
     if len(frames) < len(set(wanted.tolist())):  # it decoded differently the second time
         raise no_frames(error)
@@ -175,7 +193,8 @@ def _decode_video(path: str, num_frames: int, jitter: bool = False,
 
 def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
                     filename_tmpl: str, start_index: int,
-                    jitter: bool = False) -> List[np.ndarray]:
+                    jitter: bool = False,
+                    index_fn: Optional[FrameIndexFn] = None) -> List[np.ndarray]:
     if not osp.isdir(folder):
         raise FileNotFoundError(f'rawframe folder not found: {folder!r}')
     if total_frames is None:
@@ -191,7 +210,8 @@ def _load_rawframes(folder: str, num_frames: int, total_frames: Optional[int],
         if total_frames < 1 or not osp.isfile(last):
             raise ValueError(f'rawframe folder {folder!r} has fewer frames than the '
                              f'{total_frames} its list says ({last!r} is missing)')
-    wanted = _indices(total_frames, num_frames, f'rawframe folder {folder!r}', jitter)
+    wanted = _chosen_indices(total_frames, num_frames, f'rawframe folder {folder!r}', jitter,
+                             index_fn, None)
     cache = {}
     for i in wanted.tolist():  # repeated indices decode once
         if i not in cache:
@@ -204,7 +224,8 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
                       total_frames: Optional[int] = None,
                       filename_tmpl: str = 'img_{:05}.jpg',
                       start_index: int = 1, jitter: bool = False,
-                      min_decoded_fraction: float = MIN_DECODED_FRACTION) -> List[np.ndarray]:
+                      min_decoded_fraction: float = MIN_DECODED_FRACTION,
+                      frame_index_fn: Optional[FrameIndexFn] = None) -> List[np.ndarray]:
     """Load ``num_frames`` uniformly sampled frames of a clip as (H, W, 3) uint8 RGB arrays.
 
     Args:
@@ -222,6 +243,13 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
             before its header's frame count is sampled from the frames that decode, with a
             :class:`PartialVideoWarning` giving the counts, if at least this share of them
             decodes; below it, a ``ValueError``. 0 accepts any decodable part.
+        frame_index_fn (callable, optional): A benchmark's own frame choice instead of
+            :func:`sample_frame_indices`: called with the clip's frame count (a video's header
+            count, or the frames that decode; a folder's frames; an array's length), its
+            frame rate (a video stream's average rate; None for folders and arrays) and
+            ``num_frames``, it returns the 0-based indices to load, in order (MVBench's
+            time bounds, :func:`mmllava.datasets.mvbench.mvbench_frame_indices`).
+            ``jitter`` is then unused.
 
     Returns:
         list[np.ndarray]: ``num_frames`` (H, W, 3) uint8 frames in temporal order.
@@ -238,7 +266,8 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
                              f'got {src.dtype} {src.shape}')
         if len(src) == 0:
             raise ValueError('the clip array has no frames')
-        wanted = _indices(len(src), num_frames, 'the clip array', jitter)
+        wanted = _chosen_indices(len(src), num_frames, 'the clip array', jitter,
+                                 frame_index_fn, None)
         return [np.ascontiguousarray(src[i]) for i in wanted.tolist()]
     if not isinstance(src, (str, os.PathLike)):
         raise TypeError('a video source must be a path or a (T, H, W, 3) uint8 array, '
@@ -246,10 +275,10 @@ def load_video_frames(src: VideoSource, num_frames: int = 8,
     path = os.fspath(src)
     if osp.isdir(path):
         return _load_rawframes(path, num_frames, total_frames, filename_tmpl, start_index,
-                               jitter)
+                               jitter, frame_index_fn)
     if not osp.exists(path):
         raise FileNotFoundError(f'video not found: {path!r}')
-    return _decode_video(path, num_frames, jitter, min_decoded_fraction)
+    return _decode_video(path, num_frames, jitter, min_decoded_fraction, frame_index_fn)
 
 
 def _placeholder_order(results: dict) -> Optional[List[str]]:
@@ -282,7 +311,11 @@ class LoadVisuals(BaseTransform):
     Required keys: ``images`` and/or ``videos`` (lists of sources; a missing key is an empty
     list). Optional keys: ``messages`` / ``conversations``, ``img_prefix`` (or else
     ``data_root``) which relative paths join, ``total_frames`` (one per video or None; rawframe
-    folders), ``sample_id`` (named in errors).
+    folders), ``sample_id`` (named in errors), ``filename_tmpl`` (the sample's rawframe file
+    names, ``'{:05d}.jpg'`` for MVBench; default mmaction2's ``'img_{:05}.jpg'``) and
+    ``frame_index_fn`` (the sample's own frame choice for its clips, e.g. MVBench's time
+    bounds: see :func:`load_video_frames`; it is given ``num_frames``).
+    Videos are files PyAV decodes (GIFs included), rawframe folders or arrays.
 
     Modified keys: ``images``, the flat list of (H, W, 3) uint8 frames of all visuals in
     placeholder order.
@@ -367,6 +400,8 @@ class LoadVisuals(BaseTransform):
         if self.num_image_tokens is None and 'video' in order:
             raise ValueError(f'{type(self).__name__}: sample {sid!r} has a clip: its token count '
                              'needs num_image_tokens (the tokens of one encoded frame)')
+        tmpl = results.get('filename_tmpl') or 'img_{:05}.jpg'
+        index_fn = results.get('frame_index_fn')
         totals = results.get('total_frames')
         if totals is None or np.isscalar(totals):
             totals = [totals] * len(videos)
@@ -383,8 +418,9 @@ class LoadVisuals(BaseTransform):
                 else:
                     loaded = self._reorder(
                         load_video_frames(src, self.num_frames, total_frames=total,
-                                          jitter=self.temporal_jitter,
-                                          min_decoded_fraction=self.min_decoded_fraction),
+                                          filename_tmpl=tmpl, jitter=self.temporal_jitter,
+                                          min_decoded_fraction=self.min_decoded_fraction,
+                                          frame_index_fn=index_fn),
                         sid, len(counts))
             except FileNotFoundError as e:
                 raise _visual_error(FileNotFoundError(f'LoadVisuals: sample {sid!r}: {e}')) from e
