@@ -1,6 +1,6 @@
 # LLaVA-1.5-7B on LLaVA-Bench (in-the-wild) (reported by the authors: 65.4 = llava_bench/all,
-# LLaVA-1.5 paper (arXiv:2310.03744), its benchmark table, column "LLaVA-W"; their
-# judge was GPT-4, so another judge gives another number):
+# haotian-liu/LLaVA docs/MODEL_ZOO.md, column "LLaVA-Bench-Wild"; their judge was GPT-4, so
+# another judge gives another number):
 # python tools/test.py THIS_CONFIG model.safetensors \
 #     --cfg-options test_evaluator.judge_url=https://api.openai.com/v1
 _base_ = [

@@ -20,9 +20,10 @@ The prompt (the notebook's printed example)::
                Only give the best option.
     assistant: Best option:(          <- the answer prefix; generation continues after it
 
-The system text goes through the template's system slot (the notebook also repeats it at
-the start of the question turn: ``repeat_system=True``). The notebook writes the prefix
-``"Best option:("`` (no space before the parenthesis) right after the assistant's role tag.
+The system text goes through the template's system slot and, as the notebook runs it
+(``system_llm=True``), also starts the question turn (``repeat_system=False`` leaves it
+out). The notebook writes the prefix ``"Best option:("`` (no space before the
+parenthesis) right after the assistant's role tag.
 
 Samples hold ``question_id`` (``"{task}/{index in its json}"``), ``videos``, ``messages``,
 ``answer_prefix``, ``gt_answer`` (the notebook's answer text ``"(B) {answer}"``),
@@ -157,8 +158,14 @@ def read_mvbench_task(path: str, task: str) -> List[dict]:
             _bad(path, n, f'needs "video" and "question" strings: {rec!r:.120}')
         cands = rec.get('candidates')
         if (not isinstance(cands, list) or not 2 <= len(cands) <= len(OPTION_LETTERS)
-                or not all(isinstance(c, str) for c in cands)):
-            _bad(path, n, f'"candidates" must be a list of 2 to 26 strings, got {cands!r:.80}')
+                or not all(isinstance(c, (str, int, float)) and not isinstance(c, bool)
+                           for c in cands)):
+            _bad(path, n, f'"candidates" must be a list of 2 to 26 strings or numbers, got '
+                          f'{cands!r:.80}')
+        # The notebook formats them into text: a numeric option (counting) is its text.
+        cands = [str(c) for c in cands]
+        if isinstance(rec.get('answer'), (int, float)) and not isinstance(rec['answer'], bool):
+            rec = dict(rec, answer=str(rec['answer']))
         if rec.get('answer') not in cands:
             _bad(path, n, f'"answer" {rec.get("answer")!r:.60} is not one of the candidates')
         bound = None
@@ -210,6 +217,13 @@ def read_mvbench(paths: Sequence[str], tasks: Optional[Sequence[str]] = None
     if not files:
         raise AnnotationError(f'{", ".join(paths)}: no MVBench task file (json/<task>.json, '
                               f'task one of {", ".join(MVBENCH_TASKS)})')
+    if tasks is None and len(files) < len(MVBENCH_TASKS):
+        from mmengine.logging import MMLogger
+        absent = ', '.join(t for t in MVBENCH_TASKS if t not in files)
+        MMLogger.get_current_instance().warning(
+            f'MVBench: {len(files)} of its {len(MVBENCH_TASKS)} task files found in '
+            f'{", ".join(paths)} (missing: {absent}): the mean is over those tasks, not '
+            'comparable with full-benchmark numbers')
     anns = {}
     for task, path in files.items():
         for rec in read_mvbench_task(path, task):
@@ -235,7 +249,7 @@ class MVBenchDataset(BaseLlavaDataset):
         question_prompt (str): Text after the options (its ``question_prompt``).
         answer_prefix (str): Start of the answer (its ``answer_prompt``).
         repeat_system (bool): Also start the question turn with the system text, as the
-            notebook does (``system_llm=True``).
+            notebook does (``system_llm=True``; the default).
         rank_options (bool): Give ``answer_candidates`` for likelihood ranking.
         **kwargs: Other :class:`~mmllava.datasets.base.BaseLlavaDataset` arguments.
     """
@@ -243,7 +257,7 @@ class MVBenchDataset(BaseLlavaDataset):
     def __init__(self, data_root: str = '', json_dir: str = 'json', video_dir: str = 'video',
                  tasks: Optional[Sequence[str]] = None, system_prompt: str = MVBENCH_SYSTEM,
                  question_prompt: str = MVBENCH_QUESTION_PROMPT,
-                 answer_prefix: str = MVBENCH_ANSWER_PREFIX, repeat_system: bool = False,
+                 answer_prefix: str = MVBENCH_ANSWER_PREFIX, repeat_system: bool = True,
                  rank_options: bool = False, test_mode: bool = True, **kwargs):
         if not test_mode:
             raise ValueError('MVBenchDataset is an evaluation dataset: test_mode must be True')

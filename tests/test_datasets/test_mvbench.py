@@ -86,11 +86,13 @@ def test_samples_prompt_and_frames(root):
     assert info['category'] == 'action_sequence'
     assert info['gt_answer'] == '(B) Sat on the bed.'
     assert info['answer_prefix'] == 'Best option:('
-    assert info['messages'] == [
-        dict(role='system', content=MVBENCH_SYSTEM),
-        dict(role='user', content='<video>\nQuestion: What did the person do first?\nOptions:\n'
-                                  '(A) Opened the door.\n(B) Sat on the bed.\n(C) Took the cup.\n'
-                                  'Only give the best option.')]
+    question = ('Question: What did the person do first?\nOptions:\n(A) Opened the door.\n'
+                '(B) Sat on the bed.\n(C) Took the cup.\nOnly give the best option.')
+    # The notebook's system_llm=True: the system text in its slot and again before the question.
+    assert info['messages'] == [dict(role='system', content=MVBENCH_SYSTEM),
+                                dict(role='user', content=f'<video>\n{MVBENCH_SYSTEM}{question}')]
+    once = MVBenchDataset(data_root=str(root), tasks=TASKS, repeat_system=False)
+    assert once.get_data_info(0)['messages'][1]['content'] == f'<video>\n{question}'
     assert MVBENCH_SYSTEM.endswith('accurately addresses the question.\n')
     assert 'answer_candidates' not in info
     load = LoadVisuals(num_frames=4, num_image_tokens=2)

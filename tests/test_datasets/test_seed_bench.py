@@ -13,8 +13,8 @@ from mmllava.datasets.seed_bench import _video_frame_indices, seed_frame_indices
 
 ROOT = Path(__file__).parents[2]
 ANN = ROOT / 'tests' / 'data' / 'seed_bench' / 'SEED-Bench.json'
-IMAGE_IDS = ['1454426_2591111986.jpg', '1454427_2591111987.jpg', '1454428_2591111988.jpg',
-             '1454429_2591111989.jpg', '1454430_2591111990.jpg']
+IMAGE_IDS = ['1454426_2591111986', '1454427_2591111987', '1454428_2591111988',
+             '1454429_2591111989', '1454430_2591111990']
 VIDEO_QIDS = {'v1': 10, 'v4': 10, 'v2': 11, 'v3': 12, 'v5': 12}
 
 
@@ -58,7 +58,7 @@ def test_letter_prompt_and_fields(tmp_path):
     assert s['messages'] == [dict(role='user', content=(
         "<image>\nHow many towels are in the image?\nA. One\nB. Two\nC. Three\nD. Four\n"
         "Answer with the option's letter from the given choices directly."))]
-    assert s['images'] == [str(root / 'SEED-Bench-image' / '1454429_2591111989.jpg')]
+    assert s['images'] == [str(root / 'SEED-Bench-image' / '1454429_2591111989')]
     assert (s['gt_answer'], s['category'], s['data_type']) == ('C', 'Instances Counting', 'image')
     assert s['choices'] == ['One', 'Two', 'Three', 'Four'] and 'answer_candidates' not in s
     # LLaVA's middle frames: the video question asked as an image of its extracted frame.

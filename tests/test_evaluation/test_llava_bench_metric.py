@@ -95,6 +95,11 @@ def test_summary_arithmetic_by_hand():
     # (the unrounded ratio would be 50.0).
     thirds = summarize_reviews([dict(tuple=[1, 1]), dict(tuple=[1, 0]), dict(tuple=[0, 0])])
     assert thirds['all'] == 49.9 and 'conv' not in thirds
+    # Rounded as Python floats, as the original (.tolist()): 60 reviews of reference 6 and
+    # model scores summing to 182: 3.033 / 6 * 100 = 50.55 -> 50.5 (numpy's round: 50.6).
+    ties = [dict(tuple=[6, 4])] * 2 + [dict(tuple=[6, 3])] * 58
+    assert sum(r['tuple'][1] for r in ties) == 182
+    assert summarize_reviews(ties)['all'] == 50.5
 
 
 def test_review_content_is_the_originals():

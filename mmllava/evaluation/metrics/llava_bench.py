@@ -25,8 +25,8 @@ Summary (:func:`summarize_reviews`), for ``all`` and each category, as
 * ``all``, ``conv``, ``detail``, ``complex``: the relative score, ``round(model mean /
   reference mean * 100, 1)``: the number LLaVA reports.
 * ``{all,conv,detail,complex}/gpt4_score`` and ``.../model_score``: each mean x 10, rounded to
-  1 decimal (the reference's and the model's score out of 100; the script at commit 181a2f8
-  prints only the relative score, its line printing the means is commented out).
+  1 decimal (the reference's and the model's score out of 100, as the script prints them
+  beside the relative score).
 * ``num_reviews``, ``num_unparsed`` (reviews scored ``[-1, -1]``), ``num_missing`` (questions
   without a review: left out of the means, a review needs the judge).
 
@@ -165,7 +165,9 @@ def summarize_reviews(reviews: List[dict]) -> Dict[str, float]:
     for name in ['all', *CATEGORIES, *sorted(set(groups) - {'all', *CATEGORIES})]:
         if name not in groups:
             continue
-        ref, model = (round(x, 3) for x in np.asarray(groups[name], dtype=float).mean(0))
+        # Python floats, as the original (.tolist()): numpy rounds 65.35 to 65.4, Python 65.3.
+        ref, model = (round(x, 3)
+                      for x in np.asarray(groups[name], dtype=float).mean(0).tolist())
         metrics[name] = round(model / ref * 100, 1) if ref else float('nan')
         metrics[f'{name}/gpt4_score'] = round(ref * 10, 1)
         metrics[f'{name}/model_score'] = round(model * 10, 1)

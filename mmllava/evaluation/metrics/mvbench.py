@@ -163,8 +163,8 @@ def read_mvbench_predictions(path: str) -> Dict[str, dict]:
     ``"{task}/{index in the task's json}"``, and ``task``, when given, must agree with it.
     """
     data = read_json_or_lines(path)
-    if isinstance(data, dict):
-        data = data.get('predictions', data.get('results'))
+    if isinstance(data, dict):  # a wrapped list, or a file of one JSON line
+        data = data.get('predictions', data.get('results', [data]))
     if not isinstance(data, list):
         raise AnnotationError(f'{path}: predictions must be a JSON list or JSON lines')
     preds = {}
