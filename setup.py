@@ -60,6 +60,8 @@ setup(
     python_requires='>=3.11',
     install_requires=read_requirements('runtime'),
     extras_require=dict(web=read_requirements('web'), serve=read_requirements('serve'),
+                        qlora=read_requirements('qlora'),
+                        deepspeed=read_requirements('deepspeed'),
                         tests=read_requirements('tests') + read_requirements('web')
                         + read_requirements('serve')),
     license='Apache License 2.0',

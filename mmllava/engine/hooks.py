@@ -11,12 +11,22 @@ from mmllava.registry import HOOKS
 
 from .checkpoint import save_weights
 
+# Module names that torch's FSDP units and activation-checkpoint wrappers insert; their state
+# dicts (FSDP's full state dict included) leave them out.
+_WRAPPER_PREFIXES = ('_fsdp_wrapped_module.', '_checkpoint_wrapped_module.')
+
 
 def trainable_state_dict_keys(model: torch.nn.Module) -> set:
     """State-dict keys of the parameters that train (``requires_grad``)."""
     if is_model_wrapper(model):
         model = model.module
-    return {name for name, p in model.named_parameters() if p.requires_grad}
+    names = set()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            for prefix in _WRAPPER_PREFIXES:
+                name = name.replace(prefix, '')
+            names.add(name)
+    return names
 
 
 @HOOKS.register_module()

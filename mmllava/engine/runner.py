@@ -16,7 +16,7 @@ Three ways weights enter a training run, in this order:
 """
 import os
 import os.path as osp
-from typing import Callable, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 from mmengine.model import is_model_wrapper
@@ -33,6 +33,7 @@ from .checkpoint import (
     load_weights,
     summarize_missing,
 )
+from .strategies import prepare_strategy_cfg
 
 
 class ResumeOutsideWorkDirError(UnsafeCheckpointError):
@@ -76,15 +77,16 @@ class _LlavaRunnerMixin:
     def _unwrapped(self) -> nn.Module:
         return self.model.module if is_model_wrapper(self.model) else self.model
 
-    def load_base_weights(self, paths: Union[str, Sequence[str], None] = None) -> None:
-        """Load ``load_base`` (config key) into the model, in order."""
+    def load_base_weights(self, paths: Union[str, Sequence[str], None] = None,
+                          model: Optional[nn.Module] = None) -> None:
+        """Load ``load_base`` (config key) into ``model`` (default: the runner's), in order."""
         if paths is None:
             paths = self.cfg.get('load_base')
         if not paths:
             return
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        model = self._unwrapped()
+        model = self._unwrapped() if model is None else model
         missing = load_partial_files(model, paths, progress=True, log=self.logger.info)
         summary = summarize_missing(model, missing)
         if summary:
@@ -128,11 +130,14 @@ class LlavaRunner(_LlavaRunnerMixin, Runner):
                                          find_unused_parameters=find_unused)
 
     def load_or_resume(self) -> None:
-        """Load the base weights, then mmengine's load_from / resume."""
+        """Load the base weights, then mmengine's load_from / resume; then QLoRA's 4-bit
+        quantization of the loaded LLM, if the config asks for it."""
         if self._has_loaded:
             return
         self.load_base_weights()
         super().load_or_resume()
+        from mmllava.models.qlora import apply_pending_quantization
+        apply_pending_quantization(self._unwrapped(), log=self.logger.info)
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True,
@@ -164,11 +169,28 @@ class LlavaRunner(_LlavaRunnerMixin, Runner):
 
 
 class LlavaFlexibleRunner(_LlavaRunnerMixin, FlexibleRunner):
-    """mmengine ``FlexibleRunner`` (FSDP, DeepSpeed strategies) with work_dir-only resume.
+    """mmengine ``FlexibleRunner`` (FSDP, DeepSpeed strategies) with ``load_base`` and
+    work_dir-only resume.
 
-    ``load_base`` is not applied here: strategies shard the model when they prepare it, so give
-    full weights through the strategy (e.g. ``model.init_cfg``) or merge them first.
+    ``load_base`` is loaded into the whole model after the strategy has built and initialized
+    it, before it wraps (shards) it: every strategy's ``prepare`` runs ``build_model``,
+    ``_init_model_weights``, then ``_wrap_model`` (FSDP, ZeRO partitioning in
+    ``deepspeed.initialize``), and the second is extended here. The rules are LlavaRunner's:
+    unknown keys and wrong shapes are errors, what no file gave is reported.
     """
+
+    def build_strategy(self, strategy=None, *args, **kwargs):
+        """mmengine's strategy, loading ``load_base`` between initialization and wrapping."""
+        strategy = super().build_strategy(strategy, *args, **kwargs)
+        init_weights = strategy._init_model_weights
+
+        def init_then_load_base(model: nn.Module) -> nn.Module:
+            model = init_weights(model)
+            self.load_base_weights(model=model)  # full weights: the wrapper shards them next
+            return model
+
+        strategy._init_model_weights = init_then_load_base
+        return strategy
 
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True,
@@ -182,12 +204,18 @@ class LlavaFlexibleRunner(_LlavaRunnerMixin, FlexibleRunner):
 def build_runner(cfg) -> Runner:
     """``LlavaFlexibleRunner`` when the config names a ``strategy``, else ``LlavaRunner``.
 
+    A strategy's config is completed first (:func:`~mmllava.engine.strategies.
+    prepare_strategy_cfg`).
+
     The LLM is given the vocabulary rows of the ``load_base`` weights first (a llava-hf or an
     original conversion: :func:`~mmllava.engine.checkpoint.align_vocab_rows`).
     """
     if cfg.get('model') is not None and cfg.get('load_base'):
         align_vocab_rows(cfg.model, cfg.load_base)
+    from mmllava.models.qlora import check_qlora_runner_cfg
+    check_qlora_runner_cfg(cfg)  # before anything is built: bitsandbytes, no strategy
     if cfg.get('strategy') is not None:
+        prepare_strategy_cfg(cfg)  # DeepSpeed's dict from the optim wrapper; FSDP on CPUs
         return LlavaFlexibleRunner.from_cfg(cfg)
     return LlavaRunner.from_cfg(cfg)
 

@@ -9,7 +9,8 @@ from mmllava.registry import MODELS
 @MODELS.register_module()
 def HFCausalLM(config: dict, attn_implementation: str = 'sdpa',
                     gradient_checkpointing: bool = False,
-                    torch_dtype: Optional[str] = None) -> PreTrainedModel:
+                    torch_dtype: Optional[str] = None,
+                    quantization_config: Optional[dict] = None) -> PreTrainedModel:
     """Build a transformers causal LM from an explicit architecture; no hub is asked.
 
     Args:
@@ -18,6 +19,10 @@ def HFCausalLM(config: dict, attn_implementation: str = 'sdpa',
         attn_implementation (str): ``'sdpa'`` (default), ``'eager'`` or ``'flash_attention_2'``.
         gradient_checkpointing (bool): Enable activation checkpointing in the decoder.
         torch_dtype (str, optional): Build in this dtype (e.g. ``'bfloat16'``).
+        quantization_config (dict, optional): QLoRA: transformers' ``BitsAndBytesConfig``
+            keyword arguments (``load_in_4bit=True``, ``bnb_4bit_quant_type='nf4'`` ...). The
+            LLM is built float and only marked: the runner quantizes its linears after the
+            weights load (:mod:`mmllava.models.qlora`).
 
     Returns:
         PreTrainedModel: The randomly initialized LM (weights come from ``pretrained``).
@@ -33,4 +38,7 @@ def HFCausalLM(config: dict, attn_implementation: str = 'sdpa',
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs=dict(use_reentrant=False))
+    if quantization_config is not None:
+        from .qlora import mark_for_quantization
+        mark_for_quantization(model, quantization_config)
     return model

@@ -83,6 +83,11 @@ def merge_lora(model: nn.Module) -> nn.Module:
     if not is_lora_llm(model.llm):
         raise ValueError('The model has no LoRA adapters to merge (model.llm is not a '
                          'peft model)')
+    from .qlora import count_4bit_layers
+    if count_4bit_layers(model.llm):
+        raise ValueError('The LLM holds 4-bit (QLoRA) layers: merge the adapters into the '
+                         'float base instead (tools/model_converters/merge_lora.py builds it '
+                         'from the config, unquantized)')
     model.llm = model.llm.merge_and_unload()
     return model
 

@@ -19,7 +19,9 @@ from mmllava.utils.video_io import write_mp4
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs' / 'llava_action'
 TOKENIZER = str(ROOT / 'resources' / 'tiny-tokenizer' / 'tokenizer.model')
-RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('llava-7b-*.py'))
+# The LoRA recipes (8 GPUs); the QLoRA ones (1 GPU, llava-7b-v1.5_qlora-*) are checked in
+# tests/test_engine/test_qlora_recipes.py.
+RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('llava-7b-v1.5_lora-*.py'))
 # {gpus}x b{per-GPU batch} [-accum{steps}] - {epochs}e _ {dataset}[-{split}] [-{frames}f]
 NAME = re.compile(r'llava-7b-v1\.5_lora-(\d+)xb(\d+)(?:-accum(\d+))?-(\d+)e_([a-z0-9]+)'
                   r'(-split\d)?(-(\d+)f)?$')

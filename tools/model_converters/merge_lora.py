@@ -2,15 +2,19 @@
 
     python tools/model_converters/merge_lora.py CONFIG CHECKPOINT OUT [--base W ...] [--no-merge]
 
-CONFIG is the LoRA training config (``model.lora`` set); CHECKPOINT the run's trainable weights
-(the ``.safetensors`` twin that ``TrainableOnlyCheckpointHook`` writes beside each ``.pth``; a
-``.pth`` path is taken to mean its twin); base weights come from ``--base`` or else the config's
-``load_base``. OUT (safetensors) then holds the full model:
+CONFIG is the LoRA or QLoRA training config (``model.lora`` set); CHECKPOINT the run's
+trainable weights (the ``.safetensors`` twin that ``TrainableOnlyCheckpointHook`` writes
+beside each ``.pth``; a ``.pth`` path is taken to mean its twin); base weights come from
+``--base`` or else the config's ``load_base``. OUT (safetensors) then holds the full model:
 
 * merged (default): the base layout, loadable by the base config:
   ``get_model('configs/llava/llava-tiny_vqa.py', pretrained=OUT)``;
 * ``--no-merge``: base + adapters in the LoRA layout, loadable by the LoRA config:
   ``get_model('configs/llava/llava-tiny_lora.py', pretrained=OUT)``.
+
+A QLoRA config (``model.llm.quantization_config``) merges the same way: into the float base
+(fp32), never into 4-bit weights. The adapters were trained against the NF4-rounded base, so
+the merged model is near, not equal, to the one that trained (the usual QLoRA practice).
 """
 import os.path as osp
 import sys
@@ -52,6 +56,15 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if not cfg.model.get('lora'):
         raise ValueError(f'{args.config} has no model.lora: nothing to merge')
+    llm = cfg.model.get('llm') or {}
+    if llm.get('quantization_config') is not None:
+        # QLoRA: the model built here is never quantized (only the runner does that), so the
+        # adapters merge into the float base; built in fp32, as the LoRA recipes merge, not in
+        # the bf16 the QLoRA run loads its base in (that would round the fp16 base weights).
+        llm.pop('quantization_config')
+        llm.pop('torch_dtype', None)
+        print('QLoRA config: merging the adapters into the float (fp32) base weights, not '
+              'into their 4-bit quantization', file=sys.stderr)
     bases = args.base if args.base else cfg.get('load_base')
     if isinstance(bases, str):
         bases = [bases]

@@ -8,6 +8,12 @@
 - :func:`cache_pretty_text`: mmengine formats a whole config with yapf each time it is logged
   or saved (seconds per checkpoint).
 - :func:`use_gloo_without_cuda`: mmengine's distributed set-up assumes CUDA and NCCL.
+- :func:`fsdp_on_cpu_without_cuda`: mmengine's FSDP wrapper is given a CUDA device index;
+  :func:`deepspeed_without_onebit`: mmengine's DeepSpeedStrategy imports optimizers DeepSpeed
+  0.19 deleted (both tested in ``tests/test_engine/test_strategies.py``).
+- :func:`make_linear4bit`, :func:`fix_cpu_dequantize_4bit`: bitsandbytes (optional, QLoRA)
+  across versions, and its 0.50.2 CPU kernel that dequantizes rows of a partial block wrongly
+  (tested in ``tests/test_models/test_qlora.py``).
 
 Tested in ``tests/test_utils/test_compat.py`` (mmpretrain's import) and
 ``tests/test_utils/test_compat_shims.py`` (the others).
@@ -17,8 +23,11 @@ import importlib
 from .mmpretrain import install_mmpretrain_hook, patch_mmpretrain_multimodal, vqa_text_rules
 
 # The shims that need torch or mmengine load on first use: `import mmllava` stays cheap.
-_LAZY = {'use_gloo_without_cuda': 'distributed', 'CachedTextConfig': 'mmengine_config',
-         'cache_pretty_text': 'mmengine_config', 'trusted_torch_load': 'torch_load'}
+_LAZY = {'use_gloo_without_cuda': 'distributed', 'fsdp_on_cpu_without_cuda': 'distributed',
+         'deepspeed_without_onebit': 'deepspeed', 'CachedTextConfig': 'mmengine_config',
+         'cache_pretty_text': 'mmengine_config', 'trusted_torch_load': 'torch_load',
+         'bitsandbytes_available': 'bitsandbytes', 'make_linear4bit': 'bitsandbytes',
+         'fix_cpu_dequantize_4bit': 'bitsandbytes'}
 
 
 def __getattr__(name: str):
@@ -34,6 +43,9 @@ def apply_all() -> None:
 
 
 __all__ = [
-    'CachedTextConfig', 'apply_all', 'cache_pretty_text', 'patch_mmpretrain_multimodal',
+    'CachedTextConfig', 'apply_all', 'bitsandbytes_available', 'cache_pretty_text',
+    'deepspeed_without_onebit', 'fix_cpu_dequantize_4bit', 'make_linear4bit',
+    'fsdp_on_cpu_without_cuda',
+    'patch_mmpretrain_multimodal',
     'trusted_torch_load', 'use_gloo_without_cuda', 'vqa_text_rules'
 ]

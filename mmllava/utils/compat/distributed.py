@@ -24,3 +24,23 @@ def use_gloo_without_cuda(cfg, launcher: str = 'none') -> None:
         import torch.distributed as dist
         if not dist.is_initialized():
             dist.init_process_group(backend='gloo')
+
+
+def fsdp_on_cpu_without_cuda(strategy: dict) -> None:
+    """Tell an ``FSDPStrategy``'s wrapper the CPU device where CUDA is absent.
+
+    Why: mmengine's ``FSDPStrategy`` builds the wrapper with ``device_id=int(LOCAL_RANK)``,
+    which torch's FSDP reads as a CUDA index ("Found no NVIDIA driver"), and without a
+    ``device_id`` FSDP refuses to run ("FSDP needs a non-CPU accelerator device"); given
+    ``'cpu'`` it shards and trains on CPUs over gloo (torch 2.14). A string, so that the
+    config stays plain text. A no-op where CUDA is available or the config names a device.
+
+    Args:
+        strategy (dict): The config's ``strategy`` (its ``model_wrapper`` is completed).
+    """
+    if torch.cuda.is_available():
+        return
+    strategy.setdefault('model_wrapper', {})
+    if strategy['model_wrapper'] is None:
+        strategy['model_wrapper'] = {}
+    strategy['model_wrapper'].setdefault('device_id', 'cpu')
