@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / 'configs' / 'llava_action'
 RECIPES = sorted(p.stem for p in CONFIG_DIR.glob('llava-7b-*.py'))
+QLORA = [n for n in RECIPES if '_qlora-' in n]  # their 4-bit base needs bitsandbytes
 # A CLIP at the recipes' 336 px / 14 px patches (576 tokens a frame), 16 wide; a 32-wide LLM
 # with the context the recipes need (2048 tokens).
 VISION_336 = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -137,6 +138,9 @@ def _tiny_recipe(name: str, base: str, data: Path, wrong_rows: int) -> Config:
 @pytest.mark.parametrize('name', RECIPES)
 def test_recipe_trains_validates_and_tests(name, bases, tmp_path, capsys):
     pytest.importorskip('av')
+    if name in QLORA:
+        pytest.importorskip('bitsandbytes', reason='QLoRA recipes quantize the LLM with '
+                            'bitsandbytes (pip install -e ".[qlora]")')
     dataset = name.split('_')[-1].split('-')[0]
     images = dataset == 'stanford40'
     source = ('llava-hf', 'original')[RECIPES.index(name) % 2]
