@@ -105,7 +105,8 @@ def main(argv=None) -> int:
     from mmllava.apis import ChatSession, load_model
 
     start = time.perf_counter()
-    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit,
+                          decoder=args.decoder, decode_dtype=args.decode_dtype)
     print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
     print(HELP)
     session = ChatSession(model, system=args.system, max_new_tokens=args.max_new_tokens)

@@ -30,7 +30,8 @@ def main(argv=None):
     from mmllava.apis.inference import print_answer
 
     start = time.perf_counter()
-    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit,
+                          decoder=args.decoder, decode_dtype=args.decode_dtype)
     inferencer = LlavaInferencer(model)
     gen = {} if args.max_new_tokens is None else dict(max_new_tokens=args.max_new_tokens)
     result = inferencer(args.image, args.question, **gen)[0]

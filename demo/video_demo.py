@@ -67,7 +67,8 @@ def main(argv=None):
 
     clip = load_clip(args.clip)
     start = time.perf_counter()
-    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit,
+                          decoder=args.decoder, decode_dtype=args.decode_dtype)
     inferencer = LlavaInferencer(model)
     result = inferencer([clip], args.question)[0]
     if args.show_prompt:

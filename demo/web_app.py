@@ -110,7 +110,8 @@ def main(argv=None):
     from mmllava.apis import load_model
 
     start = time.perf_counter()
-    model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, trained = load_model(args.model, args.checkpoint, args.device, args.load_8bit,
+                          decoder=args.decoder, decode_dtype=args.decode_dtype)
     print(f'loaded {args.model} in {time.perf_counter() - start:.1f} s')
     app = build_app(model, trained, args.max_new_tokens)
     # One answer at a time: requests share the one model.

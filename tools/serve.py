@@ -16,9 +16,9 @@ as data URIs (``image_url`` parts), clips as ``video_url`` parts (data URIs or l
 part's placeholder goes where the part is, so ``[image, text]`` gives LLaVA's
 ``<image>\\nquestion``. The server is offline: http(s) URLs are refused, and local files are
 read only under ``--allowed-local-media``. It binds to 127.0.0.1 unless ``--host`` says
-otherwise. One answer is generated at a time (requests queue on a lock), so each response is
-its own request's; the generation runs in worker threads, so the server keeps answering (e.g.
-``/v1/models``) meanwhile, and a client that leaves stops its request's work.
+otherwise. Requests are decoded together (``--max-batch``, continuous batching: each joins the
+running batch at a step boundary and leaves when done, its answer as if alone), off the event
+loop, so the server keeps answering meanwhile; a client that leaves stops its request's work.
 
 Bounds, each answered in the OpenAI error format: bodies (``--max-request-bytes``, chunked
 ones too: 413; a malformed Content-Length: 400), images and clips measured before decoding
@@ -26,12 +26,11 @@ ones too: 413; a malformed Content-Length: 400), images and clips measured befor
 and bodies that arrive too slowly (``--header-timeout``, ``--body-timeout``: 408), a text too
 long for the context (400 ``context_length_exceeded``, before any visual is read), requests
 under way (``--max-pending``: 429 with Retry-After) and a request's time
-(``--request-timeout``). Visuals are decoded and prompts tokenized in a pool of
-``--prepare-workers`` threads, outside the generation lock.
+(``--request-timeout``). Visuals are decoded and prompts tokenized in ``--prepare-workers``
+threads, beside the generation.
 
 This file is the HTTP layer only (FastAPI on uvicorn; ``pip install -e ".[serve]"``): the
-protocol is :mod:`mmllava.apis.openai_protocol`, the answers
-:class:`mmllava.apis.openai_service.ChatCompletionService`'s, that is :func:`mmllava.apis.chat`'s.
+protocol is :mod:`mmllava.apis.openai_protocol`, the answers :func:`mmllava.apis.chat`'s.
 """
 import argparse
 import logging
@@ -41,13 +40,12 @@ from typing import List, Optional
 
 MAX_REQUEST_BYTES = 20 * 2**20
 MAX_PENDING = 16  # chat requests admitted at once (parsing, waiting or generating)
+MAX_BATCH = 8  # requests decoded together (continuous batching)
 PREPARE_WORKERS = 2  # threads that decode visuals and tokenize, beside the one generating
-HEADER_TIMEOUT_S = 30.0
-BODY_TIMEOUT_S = 30.0
+HEADER_TIMEOUT_S = BODY_TIMEOUT_S = 30.0  # seconds a request's headers, its body may take
 DISCONNECT_POLL_S = 0.02  # how often a request under way checks that its client is there
 REQUEST_TIMEOUT_S = 600.0
-RETRY_AFTER_S = 5
-BACKLOG = 1024
+RETRY_AFTER_S, BACKLOG = 5, 1024
 GRACEFUL_SHUTDOWN_S = 5  # open streams get this long to end when the server stops
 
 logger = logging.getLogger('mmllava.serve')
@@ -390,7 +388,8 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
                  max_pending: int = MAX_PENDING, prepare_workers: int = PREPARE_WORKERS,
                  header_timeout: float = HEADER_TIMEOUT_S,
                  body_timeout: float = BODY_TIMEOUT_S,
-                 request_timeout: Optional[float] = REQUEST_TIMEOUT_S) -> LlavaServer:
+                 request_timeout: Optional[float] = REQUEST_TIMEOUT_S,
+                 max_batch: int = MAX_BATCH) -> LlavaServer:
     """Bind a server for a model (``serve_forever()`` runs it; port 0 picks a free port).
 
     Args:
@@ -410,6 +409,7 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
         header_timeout (float): Seconds a request's headers may take (408 after).
         body_timeout (float): Seconds a request's body may take (408 after).
         request_timeout (float, optional): Seconds from a request's parsing to its last token.
+        max_batch (int): Requests decoded together (continuous batching; 1: one at a time).
     """
     from mmllava.apis.openai_media import MediaResolver
     from mmllava.apis.openai_service import ChatCompletionService
@@ -418,7 +418,8 @@ def build_server(model, model_id: str, host: str = '127.0.0.1', port: int = 8000
     if max_image_pixels is not None:
         limits['max_image_pixels'] = max_image_pixels
     media = MediaResolver(allowed_local_media, **limits)
-    service = ChatCompletionService(model, model_id, media, request_timeout=request_timeout)
+    service = ChatCompletionService(model, model_id, media, request_timeout=request_timeout,
+                                    max_batch=max_batch, max_queue=max_pending)
     app = build_app(service, max_request_bytes, max_pending, prepare_workers, body_timeout)
     return LlavaServer(app, host, port, log_level, header_timeout)
 
@@ -428,8 +429,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     from mmllava.utils.cli import add_model_arguments, make_parser
     parser = make_parser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
-    parser.add_argument('--host', default='127.0.0.1',
-                        help='address to bind (default 127.0.0.1: this machine only)')
+    parser.add_argument('--host', default='127.0.0.1', help='address to bind (default '
+                        '127.0.0.1: this machine only)')
     parser.add_argument('--port', type=int, default=8000, help='port (0: any free port)')
     parser.add_argument('--max-request-bytes', type=int, default=MAX_REQUEST_BYTES,
                         help='larger request bodies are refused with 413 (default 20 MiB)')
@@ -447,14 +448,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--max-pending', type=int, default=MAX_PENDING,
                         help='chat requests under way at once; more are answered 429 with '
                         f'Retry-After (default {MAX_PENDING})')
-    parser.add_argument('--prepare-workers', type=int, default=PREPARE_WORKERS,
-                        help='threads that decode visuals and tokenize outside the model\'s '
-                        f'lock (default {PREPARE_WORKERS})')
-    parser.add_argument('--header-timeout', type=float, default=HEADER_TIMEOUT_S,
-                        help='seconds a request\'s headers may take (default '
-                        f'{HEADER_TIMEOUT_S:g})')
-    parser.add_argument('--body-timeout', type=float, default=BODY_TIMEOUT_S,
-                        help=f'seconds a request\'s body may take (default {BODY_TIMEOUT_S:g})')
+    parser.add_argument('--max-batch', type=int, default=MAX_BATCH, help='requests decoded '
+                        f'together (continuous batching; 1: one at a time; default {MAX_BATCH})')
+    parser.add_argument('--prepare-workers', type=int, default=PREPARE_WORKERS, help='threads '
+                        f'that decode visuals and tokenize (default {PREPARE_WORKERS})')
+    parser.add_argument('--header-timeout', type=float, default=HEADER_TIMEOUT_S, help='seconds '
+                        f'a request\'s headers may take (default {HEADER_TIMEOUT_S:g})')
+    parser.add_argument('--body-timeout', type=float, default=BODY_TIMEOUT_S, help='seconds '
+                        f'a request\'s body may take (default {BODY_TIMEOUT_S:g})')
     parser.add_argument('--request-timeout', type=float, default=REQUEST_TIMEOUT_S,
                         help='seconds from a request\'s arrival to its last token: waiting past '
                         'it answers 503, generating past it ends the answer (finish_reason '
@@ -473,7 +474,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     from mmllava.apis import ModelHub, load_model
 
-    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit)
+    model, _ = load_model(args.model, args.checkpoint, args.device, args.load_8bit,
+                          decoder=args.decoder, decode_dtype=args.decode_dtype)
     model_id = args.model_id or (args.model if ModelHub.has(args.model) else Path(args.model).stem)
     limits = dict(max_clip_bytes=args.max_clip_bytes, max_clip_frames=args.max_clip_frames,
                   max_frame_pixels=args.max_frame_pixels,
@@ -482,7 +484,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                           args.max_image_pixels, args.allowed_local_media, media_limits=limits,
                           max_pending=args.max_pending, prepare_workers=args.prepare_workers,
                           header_timeout=args.header_timeout, body_timeout=args.body_timeout,
-                          request_timeout=args.request_timeout)
+                          request_timeout=args.request_timeout, max_batch=args.max_batch)
     print(f'Serving {model_id} on {server.url}', flush=True)
     try:
         server.serve_forever()

@@ -174,9 +174,12 @@ def get_model(name_or_config: Union[str, Path, Config],
 
 
 def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, None] = None,
-               device: Union[str, torch.device] = 'cpu', load_8bit: bool = False) -> tuple:
+               device: Union[str, torch.device] = 'cpu', load_8bit: bool = False,
+               decoder: Optional[str] = None, decode_dtype: Optional[str] = None) -> tuple:
     """The rule the demos and the server load MODEL by: a zoo name loads its own weights, a
     config loads ``checkpoint`` or, without one, keeps random weights (with a note printed).
+    ``decoder`` and ``decode_dtype`` (``--decoder``, ``--decode-dtype``) go into the model's
+    ``generation_cfg`` (see :meth:`mmllava.models.LLaVA.generate`).
 
     Returns:
         tuple: The model (:func:`get_model`) and whether it has trained weights.
@@ -190,6 +193,12 @@ def load_model(name_or_config: Union[str, Path], checkpoint: Union[str, Path, No
     if pretrained is None and ModelHub.has(str(name_or_config)):
         pretrained = True
     model = get_model(name_or_config, pretrained=pretrained, device=device, load_8bit=load_8bit)
+    if decoder is not None:
+        model.generation_cfg['decoder'] = decoder
+    if decode_dtype is not None:
+        from mmllava.models.decoding import decode_dtype_of
+        decode_dtype_of(decode_dtype)  # a bad name fails here, not at the first answer
+        model.generation_cfg['decode_dtype'] = decode_dtype
     if pretrained is None:
         print('note: no weights given, so this model answers with random weights', flush=True)
     return model, pretrained is not None

@@ -10,13 +10,17 @@ does. Work is split so that one client cannot hold up the others:
   before anything is decoded, and reads the visuals within the media limits;
 - :meth:`~ChatCompletionService.prepare` decodes the clips and tokenizes, without the lock
   (the HTTP layer runs it in a bounded pool);
-- :meth:`~ChatCompletionService.complete` / :meth:`~ChatCompletionService.stream` generate
-  under the lock, which is waited for only until the request's deadline and given up when
-  the request is cancelled (its client gone).
+- :meth:`~ChatCompletionService.complete` / :meth:`~ChatCompletionService.stream` generate.
+  With ``max_batch > 1`` (the server's default) requests join one running decode batch at
+  step boundaries and leave when done (:class:`~mmllava.models.decoding.batching.
+  ContinuousBatcher`); otherwise, and for a model our decoder does not run, one request at a
+  time under the lock. Either way a request waits only until its deadline and is given up
+  when it is cancelled (its client gone).
 
 It is synchronous and blocking; the HTTP layer runs it off its event loop.
 """
 import logging
+import queue
 import threading
 import time
 from typing import Iterator, Optional
@@ -54,6 +58,17 @@ class _CountSteps:
         return scores
 
 
+class _JobSteps:
+    """A batched job's completion tokens, read as ``_CountSteps``."""
+
+    def __init__(self, job):
+        self.job = job
+
+    @property
+    def steps(self) -> int:
+        return len(self.job.ids)
+
+
 class _StopWhen(StoppingCriteria):
     """Stops generation once the request is cancelled or past its deadline."""
 
@@ -83,15 +98,27 @@ class ChatCompletionService:
         request_timeout (float, optional): Seconds a request may take from its parsing to its
             last token: waiting for the lock past it answers 503, generating past it stops
             the answer (``finish_reason`` ``length``). ``None``: no limit.
+        max_batch (int): Requests decoded together (continuous batching); 1: one at a time.
+        max_queue (int): Requests waiting to join the batch at most (503 past it).
     """
 
     def __init__(self, model: torch.nn.Module, model_id: str, media,
-                 request_timeout: Optional[float] = None):
+                 request_timeout: Optional[float] = None, max_batch: int = 1,
+                 max_queue: int = 64):
         self.model = model
         self.model_id = model_id
         self.media = media
         self.request_timeout = request_timeout
         self.lock = threading.Lock()
+        self.batcher = None
+        reason = model.decode_fallback_reason(model.generation_cfg)
+        if model.generation_cfg.get('decoder') == 'transformers':
+            reason = "decoder='transformers'"
+        if max_batch > 1 and reason is not None:
+            logger.warning(f'one request at a time: our decoder does not run {reason}')
+        elif max_batch > 1:
+            from mmllava.models.decoding.batching import ContinuousBatcher
+            self.batcher = ContinuousBatcher(model, max_batch, max_queue, lock=self.lock)
         self.created = int(time.time())
         # No token stands for more characters: a longer text cannot fit the context.
         self.max_text_chars = model.max_length * max_chars_per_token(model.tokenizer) \
@@ -180,6 +207,88 @@ class ChatCompletionService:
         cut = state['counter'].steps >= state['limit'] or request.expired()
         return 'length' if cut else 'stop'
 
+    # ------------------------------------------------------------ continuous batching
+    def _batchable(self, request: ChatRequest) -> bool:
+        return (self.batcher is not None
+                and self.model.decode_fallback_reason(request.generate_kwargs) is None)
+
+    def _submit(self, request: ChatRequest, on_token=None):
+        """Queue a prepared request in the batch; returns (job, usage state)."""
+        from mmllava.models.decoding.batching import QueueFull
+
+        from .chat import _generate_kwargs
+        inputs = request.prepared['inputs']
+        prompt_tokens = inputs['input_ids'].shape[1]
+        kwargs = _generate_kwargs(self.model, dict(request.generate_kwargs), prompt_tokens)
+        try:
+            job = self.batcher.submit(
+                inputs, on_token=on_token, seed=request.seed,
+                should_stop=lambda: request.cancelled() or request.expired(), **kwargs)
+        except QueueFull as e:
+            raise APIError(503, f'The server is busy: {e}', code='overloaded',
+                           error_type='server_error')
+        room = self.model.max_length - prompt_tokens
+        limit = kwargs.get('max_new_tokens', self.model.generation_cfg.get('max_new_tokens'))
+        limit = room if limit is None else min(limit, room)
+        return job, dict(prompt_tokens=prompt_tokens, counter=_JobSteps(job), limit=limit,
+                         stops=kwargs['eos_token_id'])
+
+    def _check_started(self, job, request: ChatRequest) -> None:
+        """A job that ended before its first token: the request's cancel or deadline, or
+        an error, as the lock path answers them."""
+        if job.error is not None:
+            raise job.error
+        if job.finish == 'cancelled' and not job.ids:
+            if request.cancelled():
+                raise APIError(499, 'The client went away', code='client_closed_request')
+            raise APIError(503, 'The server is busy: the request waited for the model past '
+                           'its time limit (--request-timeout)', code='timeout',
+                           error_type='server_error')
+
+    def _complete_batched(self, request: ChatRequest) -> dict:
+        from .streaming import IncrementalDecoder
+        job, state = self._submit(request)
+        job.wait()
+        self._check_started(job, request)
+        answer = IncrementalDecoder(self.model.tokenizer, state['stops']).finish(job.ids)
+        return completion(self.model_id, answer, self._finish_reason(state, request),
+                          self._usage(state))
+
+    def _stream_batched(self, request: ChatRequest) -> Iterator[dict]:
+        from .streaming import IncrementalDecoder
+        tokens: queue.Queue = queue.Queue()
+        job, state = self._submit(request, on_token=tokens.put)
+        while not job.ids and not job.done.wait(LOCK_POLL_S):
+            pass  # queued: waiting for its first token
+        self._check_started(job, request)
+        decoder = IncrementalDecoder(self.model.tokenizer, state['stops'])
+        writer = ChunkWriter(self.model_id)
+        yield writer.delta(dict(role='assistant', content=''))
+        try:
+            while True:
+                try:
+                    token = tokens.get(timeout=LOCK_POLL_S)
+                except queue.Empty:
+                    if job.done.is_set() and tokens.empty():
+                        break
+                    continue
+                piece = decoder.add([token])
+                if piece:
+                    yield writer.delta(dict(content=piece))
+            if job.error is not None:
+                raise job.error
+            rest = decoder.finish(job.ids)
+            if rest:
+                yield writer.delta(dict(content=rest))
+            yield writer.delta({}, self._finish_reason(state, request))
+            if request.include_usage:
+                yield writer.usage(self._usage(state))
+        except APIError as err:
+            yield err.body()
+        except Exception as e:
+            logger.exception('error while streaming an answer')
+            yield APIError.internal(e).body()
+
     def complete(self, request: ChatRequest) -> dict:
         """A ``chat.completion`` body for a request (which is closed after).
 
@@ -189,6 +298,8 @@ class ChatCompletionService:
         """
         with request:
             self.prepare(request)
+            if self._batchable(request):
+                return self._complete_batched(request)
             self._acquire(request)
             try:
                 answer, state = self._start(request, stream=False)
@@ -212,6 +323,12 @@ class ChatCompletionService:
         """
         with request:
             self.prepare(request)
+            if self._batchable(request):
+                try:  # closing early (a client gone) ends the row at its next token
+                    yield from self._stream_batched(request)
+                finally:
+                    request.cancel()
+                return
             self._acquire(request)
             try:  # held until the stream ends: the model is this request's
                 pieces, state = self._start(request, stream=True)

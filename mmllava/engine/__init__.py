@@ -17,6 +17,7 @@ from .runner import (
     ResumeOutsideWorkDirError,
     build_runner,
     check_resume_path,
+    find_resume_checkpoint,
 )
 from .sample_hooks import DatasetInfoHook, EvaluateChatHook, describe_sample
 
@@ -25,6 +26,7 @@ __all__ = [
     'LlavaFlexibleRunner', 'LlavaOptimWrapperConstructor', 'LlavaRunner',
     'ResumeOutsideWorkDirError', 'StateDictMismatchError', 'TrainableOnlyCheckpointHook',
     'UnsafeCheckpointError', 'build_runner', 'check_resume_path', 'describe_sample',
+    'find_resume_checkpoint',
     'load_model_weights', 'load_over_bases', 'load_partial_files', 'load_partial_weights',
     'load_weights', 'save_weights', 'trainable_state_dict_keys'
 ]

@@ -16,6 +16,8 @@ Three ways weights enter a training run, in this order:
 """
 import os
 import os.path as osp
+import re
+import warnings
 from typing import Callable, Optional, Sequence, Union
 
 import torch
@@ -66,8 +68,44 @@ def check_resume_path(filename: str, work_dir: str) -> str:
     return filename
 
 
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint ``--resume`` (auto) continues from, or None when the run saved none.
+
+    mmengine's ``last_checkpoint`` file names it. That file is written just after each
+    checkpoint: a run killed between opening and writing it leaves it empty (or naming a file
+    since removed), and mmengine would then resume from ``''``. Then the newest
+    ``iter_*.pth`` / ``epoch_*.pth`` in ``work_dir`` is taken, with a warning: it was saved
+    completely before ``last_checkpoint`` was opened.
+    """
+    marker = osp.join(work_dir, 'last_checkpoint')
+    if not osp.isfile(marker):
+        return None
+    with open(marker) as f:
+        named = f.read().strip()
+    if named and osp.isfile(named):
+        return named
+    found = []
+    for name in os.listdir(work_dir):
+        m = re.fullmatch(r'(iter|epoch)_(\d+)\.pth', name)
+        if m:
+            found.append((int(m.group(2)), osp.join(work_dir, name)))
+    if not found:
+        return None
+    newest = max(found)[1]
+    warnings.warn(f'{marker} ' + (f'names {named}, which does not exist' if named else
+                                   'is empty (the run was killed while writing it)') +
+                  f': resuming from the newest checkpoint in the work_dir, {newest}')
+    return newest
+
+
 class _LlavaRunnerMixin:
     """Weight loading shared by our Runner and FlexibleRunner."""
+
+    def _find_auto_resume(self) -> None:
+        """Auto resume (``resume=True``, no file): pick the checkpoint with
+        :func:`find_resume_checkpoint`, so an empty ``last_checkpoint`` is no error."""
+        if self._resume and self._load_from is None:
+            self._load_from = find_resume_checkpoint(self.work_dir)
 
     @classmethod
     def from_cfg(cls, cfg):
@@ -135,6 +173,7 @@ class LlavaRunner(_LlavaRunnerMixin, Runner):
         if self._has_loaded:
             return
         self.load_base_weights()
+        self._find_auto_resume()
         super().load_or_resume()
         from mmllava.models.qlora import apply_pending_quantization
         apply_pending_quantization(self._unwrapped(), log=self.logger.info)
@@ -192,6 +231,12 @@ class LlavaFlexibleRunner(_LlavaRunnerMixin, FlexibleRunner):
         strategy._init_model_weights = init_then_load_base
         return strategy
 
+    def load_or_resume(self) -> None:
+        """mmengine's load_or_resume, auto resume robust to an empty ``last_checkpoint``."""
+        if not self._has_loaded:
+            self._find_auto_resume()
+        super().load_or_resume()
+
     def resume(self, filename: str, resume_optimizer: bool = True,
                resume_param_scheduler: bool = True,
                map_location: Union[str, Callable] = 'default') -> None:
@@ -199,6 +244,20 @@ class LlavaFlexibleRunner(_LlavaRunnerMixin, FlexibleRunner):
         check_resume_path(filename, self.work_dir)
         with trusted_torch_load(filename):
             super().resume(filename, resume_optimizer, resume_param_scheduler, map_location)
+
+
+_RUNNERS_BUILT = [0]
+
+
+def _unique_experiment_name(cfg) -> None:
+    """A second runner built in one process within the same second would get the first's
+    experiment name (config name + timestamp to the second), and with it mmengine's logger
+    and visualizer instances: its log would go to the first run's work_dir. Later runners
+    get a numbered name."""
+    _RUNNERS_BUILT[0] += 1
+    if _RUNNERS_BUILT[0] > 1 and cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename))[0] if cfg.filename else 'run'
+        cfg.experiment_name = f'{stem}-{_RUNNERS_BUILT[0]}'
 
 
 def build_runner(cfg) -> Runner:
@@ -214,6 +273,7 @@ def build_runner(cfg) -> Runner:
         align_vocab_rows(cfg.model, cfg.load_base)
     from mmllava.models.qlora import check_qlora_runner_cfg
     check_qlora_runner_cfg(cfg)  # before anything is built: bitsandbytes, no strategy
+    _unique_experiment_name(cfg)
     if cfg.get('strategy') is not None:
         prepare_strategy_cfg(cfg)  # DeepSpeed's dict from the optim wrapper; FSDP on CPUs
         return LlavaFlexibleRunner.from_cfg(cfg)
@@ -222,5 +282,5 @@ def build_runner(cfg) -> Runner:
 
 __all__ = [
     'LlavaFlexibleRunner', 'LlavaRunner', 'ResumeOutsideWorkDirError', 'build_runner',
-    'check_resume_path'
+    'check_resume_path', 'find_resume_checkpoint'
 ]

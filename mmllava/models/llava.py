@@ -260,11 +260,25 @@ class Llava(LlavaVisualsMixin, BaseModel):
                  pixel_values: Optional[torch.Tensor] = None,
                  visual_frames: Optional[Sequence[int]] = None,
                  image_sizes: Optional[torch.Tensor] = None,
+                 decoder: Optional[str] = None,
                  **generate_kwargs) -> torch.Tensor:
-        """KV-cached generation through transformers' ``generate``.
+        """KV-cached generation: mmllava's decode loop, or transformers' ``generate``.
 
         Batches must be left padded. Keywords are transformers' (``max_new_tokens``,
-        ``num_beams``, ``do_sample``, ``temperature`` ...), over ``generation_cfg``.
+        ``do_sample``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``,
+        ``min_new_tokens``, ``streamer``, ``stopping_criteria``, ``stop_strings`` ...), over
+        ``generation_cfg``, with transformers' meanings.
+
+        Args:
+            decoder (str, optional): ``'mmllava'`` (default; also ``generation_cfg['decoder']``):
+                :mod:`mmllava.models.decoding`, a static KV cache and one lean step per token,
+                greedy ids identical to transformers'. ``'transformers'``: its ``generate``.
+                Beam search, keywords the loop does not implement and LLMs it does not run
+                (unmerged LoRA, int8 / 4-bit layers) go to transformers' ``generate``.
+            decode_dtype (via keywords or ``generation_cfg``): ``'bfloat16'``: our loop's
+                single-token steps use bf16 copies of the LLM's matrices (prefill and vision
+                stay in the model's dtype); faster decode on CPUs, the copies cost half the
+                fp32 LLM's memory more.
 
         Returns:
             Tensor: (B, T) the generated ids only (prompt excluded).
@@ -275,7 +289,29 @@ class Llava(LlavaVisualsMixin, BaseModel):
             raise ValueError('Batched generation needs left padding (the last position of a '
                              'row is padding)')
         self._check_length(input_ids.shape[1])
+        decoder = decoder or {**self.generation_cfg, **generate_kwargs}.get('decoder') \
+            or 'mmllava'
+        if decoder not in ('mmllava', 'transformers'):
+            raise ValueError(f"decoder must be 'mmllava' or 'transformers', not {decoder!r}")
+        cfg = self.generation_options(input_ids, generate_kwargs, llm_defaults=False)
+        decode_dtype = cfg.pop('decode_dtype', None)
+        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
+        if decoder == 'mmllava' and self.decode_fallback_reason(cfg) is None:
+            from .decoding import decode, fast_lm
+            cfg = self._llm_defaults(cfg)
+            return decode(fast_lm(self.llm), embeds, attention_mask,
+                          decode_dtype=decode_dtype, **cfg)
+        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
+
+    def generation_options(self, input_ids: torch.Tensor, generate_kwargs: dict,
+                           llm_defaults: bool = True) -> dict:
+        """``generate``'s keywords for a prompt: ``generation_cfg`` under ``generate_kwargs``,
+        ``max_new_tokens`` cut to the context left (with a warning), the tokenizer's stop and
+        pad ids by default; with ``llm_defaults``, the sampling values the LLM's own
+        generation config sets where none is given (as transformers' ``generate`` takes
+        them). ``decoder`` is removed."""
         cfg = {**self.generation_cfg, **generate_kwargs}
+        cfg.pop('decoder', None)
         room = self.max_length - input_ids.shape[1]
         if cfg.get('max_new_tokens', 0) > room:
             warnings.warn(f"max_new_tokens={cfg['max_new_tokens']} exceeds the context left "
@@ -284,8 +320,23 @@ class Llava(LlavaVisualsMixin, BaseModel):
         if self.tokenizer is not None:
             cfg.setdefault('eos_token_id', self.tokenizer.eos_token_id)
             cfg.setdefault('pad_token_id', self.tokenizer.pad_token_id)
-        embeds = self.embed_inputs(input_ids, pixel_values, visual_frames, image_sizes)
-        return self.llm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **cfg)
+        return self._llm_defaults(cfg) if llm_defaults else cfg
+
+    def _llm_defaults(self, cfg: dict) -> dict:
+        own = getattr(self.llm, 'generation_config', None)
+        for key in ('temperature', 'top_k', 'top_p', 'repetition_penalty'):
+            if cfg.get(key) is None:
+                cfg[key] = getattr(own, key, None)
+        cfg.setdefault('max_new_tokens', 20)
+        return cfg
+
+    def decode_fallback_reason(self, generate_kwargs: Optional[dict] = None) -> Optional[str]:
+        """Why these keywords / this LLM go to transformers' ``generate``, or None."""
+        from .decoding import unsupported_kwargs, unsupported_reason
+        names = unsupported_kwargs(generate_kwargs or {})
+        if names:
+            return f'keywords {", ".join(sorted(set(names)))}'
+        return unsupported_reason(self.llm)
 
     # ------------------------------------------------------------------ closed-set ranking
     @torch.no_grad()

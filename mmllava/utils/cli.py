@@ -135,10 +135,18 @@ def parse_cfg_options(values: Optional[Sequence[str]]) -> Optional[dict]:
 
 def add_model_arguments(parser) -> None:
     """Add the MODEL argument and the options :func:`mmllava.apis.load_model` takes
-    (``--checkpoint``, ``--device``, ``--load-8bit``) to a demo's or the server's parser."""
+    (``--checkpoint``, ``--device``, ``--load-8bit``, ``--decoder``, ``--decode-dtype``)
+    to a demo's or the server's parser."""
     parser.add_argument('model', help='a zoo name (see mmllava.apis.list_models) or a config file')
     parser.add_argument('--checkpoint', default=None,
                         help='weights file for a config (zoo names load their own weights)')
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument('--load-8bit', action='store_true',
                         help="dynamic int8 of the LLM's linear layers (CPU only)")
+    parser.add_argument('--decoder', choices=('mmllava', 'transformers'), default=None,
+                        help="generation loop: mmllava's own (default) or transformers' "
+                        'generate (beam search always uses it)')
+    parser.add_argument('--decode-dtype', choices=('float32', 'bfloat16'), default=None,
+                        help='bfloat16: decode steps multiply with bf16 copies of the LLM '
+                        "weights (faster on CPUs, +50%% of the fp32 LLM's memory); prefill "
+                        'and vision stay float32')

@@ -87,3 +87,26 @@ def test_video_demo_prints_answer_and_saves_frames(clips, tmp_path):
         [sys.executable, str(ROOT / 'demo' / 'video_demo.py'), str(tmp_path / 'nope.mp4'), NAME],
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert bad.returncode != 0 and 'nope.mp4' in bad.stdout + bad.stderr
+
+
+@pytest.mark.slow
+def test_decoders_agree_on_the_default_model(model, clips):
+    """Our decode loop answers as transformers' generate; with its bf16 decode steps, the
+    answers to an open question (24 tokens each, no early stop) agree with fp32's on >= 95%
+    of their tokens (position by position, as the benchmark's token agreement)."""
+    paths = [str(path) for path, _ in clips[::2]]
+    ours = inference_model(model, paths)
+    theirs = inference_model(model, paths, decoder='transformers')
+    assert [r['pred_answer'] for r in ours] == [r['pred_answer'] for r in theirs]
+    question = 'Describe what the person does, step by step.'
+    answers = {dtype: [r['pred_answer'] for r in inference_model(
+        model, paths, [question] * len(paths), decode_dtype=dtype, max_new_tokens=24,
+        min_new_tokens=24)] for dtype in ('float32', 'bfloat16')}
+    equal = total = 0
+    for a, b in zip(answers['float32'], answers['bfloat16']):
+        a, b = (model.tokenizer.encode(t) for t in (a, b))
+        equal += sum(x == y for x, y in zip(a, b))
+        total += max(len(a), len(b))
+    same = sum(a == b for a, b in zip(answers['float32'], answers['bfloat16']))
+    print(f'bf16 decode: {equal}/{total} tokens, {same}/{len(paths)} answers equal to fp32')
+    assert total >= 15 * len(paths) and equal / total >= 0.95, (equal, total)

@@ -87,23 +87,35 @@ def test_batch_equals_one_at_a_time(tiny, images):
 
 
 def test_generate_kwargs_pass_through(tiny, images, monkeypatch):
+    """Greedy answers go through our decode loop, beam search through transformers'
+    generate; the model's generation_cfg, overridden per call, reaches each."""
+    import mmllava.models.decoding as decoding
     calls = []
-    generate = tiny.llm.generate
+    generate, decode = tiny.llm.generate, decoding.decode
 
-    def spy(**kwargs):
+    def spy_hf(**kwargs):
         ids = generate(**kwargs)
-        calls.append((kwargs, ids))
+        calls.append(('transformers', kwargs, ids))
         return ids
 
-    monkeypatch.setattr(tiny.llm, 'generate', spy)
+    def spy_ours(lm, embeds, mask, **kwargs):
+        ids = decode(lm, embeds, mask, **kwargs)
+        calls.append(('mmllava', kwargs, ids))
+        return ids
+
+    monkeypatch.setattr(tiny.llm, 'generate', spy_hf)
+    monkeypatch.setattr(decoding, 'decode', spy_ours)
     default = inference_model(tiny, images[0], 'Q?')
     short = inference_model(tiny, images[0], 'Q?', max_new_tokens=1)
     beams = inference_model(tiny, images[0], 'Q?', num_beams=2, max_new_tokens=3)
-    (default_kwargs, default_ids), (short_kwargs, short_ids), (beam_kwargs, beam_ids) = calls
-    # The model's generation_cfg, overridden per call, reaches transformers' generate.
+    hf_greedy = inference_model(tiny, images[0], 'Q?', decoder='transformers')
+    (d_by, default_kwargs, default_ids), (s_by, short_kwargs, short_ids), \
+        (b_by, beam_kwargs, beam_ids), (h_by, _, hf_ids) = calls
+    assert (d_by, s_by, b_by, h_by) == ('mmllava', 'mmllava', 'transformers', 'transformers')
     assert default_kwargs['max_new_tokens'] == 5 and default_kwargs['num_beams'] == 1
     assert short_kwargs['max_new_tokens'] == 1 and short_kwargs['num_beams'] == 1
     assert beam_kwargs['max_new_tokens'] == 3 and beam_kwargs['num_beams'] == 2
+    assert hf_ids.tolist() == default_ids.tolist() and hf_greedy == default
     # And takes effect: one token, the first of the greedy answer; at most three with beams.
     assert short_ids.shape == (1, 1) and short_ids[0, 0] == default_ids[0, 0]
     assert short['pred_answer'] == tiny.decode(short_ids)[0]

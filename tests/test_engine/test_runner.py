@@ -13,6 +13,7 @@ from mmllava.engine import (
     StateDictMismatchError,
     UnsafeCheckpointError,
     check_resume_path,
+    find_resume_checkpoint,
     load_partial_weights,
     load_weights,
     save_weights,
@@ -79,6 +80,32 @@ def test_resume_outside_work_dir_is_refused(trained):
     assert check_resume_path(str(work_dir / 'iter_2.pth'), str(work_dir))
     with pytest.raises(ResumeOutsideWorkDirError):
         check_resume_path(str(work_dir / '..' / 'elsewhere' / 'iter_2.pth'), str(work_dir))
+
+
+def test_find_resume_checkpoint_survives_an_empty_marker(tmp_path):
+    assert find_resume_checkpoint(str(tmp_path)) is None  # no marker: nothing saved
+    for name in ('iter_4.pth', 'iter_12.pth', 'iter_8.pth', 'iter_12.safetensors'):
+        (tmp_path / name).write_bytes(b'x')
+    marker = tmp_path / 'last_checkpoint'
+    marker.write_text(str(tmp_path / 'iter_8.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_8.pth')
+    marker.write_text('')  # killed between opening and writing it
+    with pytest.warns(UserWarning, match='is empty'):
+        assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_12.pth')
+    marker.write_text(str(tmp_path / 'iter_16.pth'))
+    with pytest.warns(UserWarning, match='does not exist'):
+        assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path / 'iter_12.pth')
+
+
+def test_auto_resume_with_an_empty_last_checkpoint(trained):
+    root, ann, work_dir, _ = trained
+    killed = root / 'killed'
+    shutil.copytree(work_dir, killed, ignore=shutil.ignore_patterns('iter_3*'))
+    (killed / 'last_checkpoint').write_text('')
+    runner = LlavaRunner.from_cfg(make_cfg(killed, ann, max_iters=3, resume=True))
+    with pytest.warns(UserWarning, match='resuming from the newest'):
+        runner.train()
+    assert runner.iter == 3 and (killed / 'iter_3.pth').exists()
 
 
 def test_load_from_is_safe_and_points_to_the_twin(trained):

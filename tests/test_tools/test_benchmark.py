@@ -226,7 +226,8 @@ def test_measure_interleaves_and_redoes_disturbed_runs(fake_workers, tmp_path):
 
 
 def test_measure_runs_quant_variants_and_stops_workers_on_error(fake_workers, tmp_path):
-    fake_workers.shares = {'fp32': [0.0], 'bf16': [], 'int8': [0.0]}  # bf16 fails to answer
+    fake_workers.shares = {'fp32': [0.0], 'bf16': [], 'int8': [0.0],  # bf16 fails
+                          'decode-bf16': [0.0]}
     with pytest.raises(IndexError):
         harness._measure('tiny', 1, 1, str(tmp_path), 0, 0.1, 0, variants=specs.QUANT_VARIANTS)
     assert set(fake_workers.instances) == set(specs.QUANT_VARIANTS)
@@ -238,7 +239,8 @@ def test_measure_runs_quant_variants_and_stops_workers_on_error(fake_workers, tm
 def _inference_run(value, ids, foreign=0.0, peak_kib=4096, loaded_kib=1024):
     return dict(prefill_latency=value, decode_throughput=value, batch8_throughput=value,
                 peak_memory_kib=peak_kib, rss_loaded_kib=loaded_kib, single_ids=[ids[:2]],
-                batch_ids=[ids[2:]], foreign_cpu=foreign, model_bytes=2**20 * value)
+                batch_ids=[ids[2:]], foreign_cpu=foreign, model_bytes=2**20 * value,
+                bytes_per_token=10)
 
 
 def test_bench_size_ratios_mean_mmllava_better_and_outputs_are_compared(monkeypatch):
@@ -247,8 +249,13 @@ def test_bench_size_ratios_mean_mmllava_better_and_outputs_are_compared(monkeypa
             'transformers': [_inference_run(v, ids[:-1] + [0], foreign=0.2,
                                             peak_kib=8192) for v in (40, 50, 60)]}
     monkeypatch.setattr(report, '_measure', lambda *args: runs)
+    monkeypatch.setattr(report, 'read_bandwidth', lambda threads: 1000.0)
     rows = {r['metric']: r for r in report.bench_size('tiny', 3, 2, 'unused')}
-    assert list(rows) == [m for m, _, _ in specs.METRICS]
+    assert list(rows) == [m for m, _, _ in specs.METRICS] + ['decode_floor_ratio']
+    # 10 bytes a token at 1000 bytes/s: a floor of 100 tokens/s; 20 and 50 tokens/s decode.
+    floor = rows['decode_floor_ratio']
+    assert (floor['mmllava'], floor['transformers'], floor['ratio']) == (5.0, 2.0, 0.4)
+    assert floor['read_bandwidth_gbps'] == 0.0
     # Medians 20 (mmllava) and 50: latency lower is better, throughput higher.
     assert rows['prefill_latency']['ratio'] == 2.5
     assert rows['decode_throughput']['ratio'] == 0.4

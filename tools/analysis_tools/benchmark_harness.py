@@ -12,6 +12,7 @@ must not pay for them (imports show in its RSS).
 """
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from benchmark_specs import (
     TRAIN_STEPS,
     _generator,
     _trainer,
+    llm_bytes_per_token,
     load_model,
     make_inputs,
     make_train_inputs,
@@ -232,6 +234,7 @@ def worker(framework: str, size: str, weights: str, threads: int, train: bool = 
     import torch
     torch.set_num_threads(threads)
     model = load_model(framework, size, weights, variant)
+    bytes_per_token = llm_bytes_per_token(framework, model)
     model_bytes = None
     if variant is not None:
         from mmllava.models.quantize import module_bytes
@@ -256,9 +259,30 @@ def worker(framework: str, size: str, weights: str, threads: int, train: bool = 
         else:
             result = _run(generate, inputs, warmup=(cmd == 'warmup'))
         result['rss_loaded_kib'] = rss_loaded
+        result['bytes_per_token'] = bytes_per_token
         if model_bytes is not None:
             result['model_bytes'] = model_bytes
         proto.write(json.dumps(result) + '\n')
+
+
+def read_bandwidth(threads: int, mib: int = 512, repeats: int = 5) -> float:
+    """Memory read bandwidth (bytes/s) with ``threads`` torch threads: the median time of
+    summing a ``mib`` MiB fp32 tensor, far larger than any cache (a sum reads each byte once
+    and is memory bound)."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        data = torch.ones(mib * 2**18)
+        data.sum()  # first touch
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            data.sum()
+            times.append(time.perf_counter() - t)
+        return data.numel() * 4 / statistics.median(times)
+    finally:
+        torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------------- driver

@@ -8,8 +8,15 @@ agree. These rows are what ``--out`` writes as JSON; :func:`markdown_table` and
 """
 import statistics
 
-from benchmark_harness import _measure, log
-from benchmark_specs import METRICS, QUANT_METRICS, QUANT_VARIANTS, SIZES, TRAIN_METRICS
+from benchmark_harness import _measure, log, read_bandwidth
+from benchmark_specs import (
+    FLOOR_METRIC,
+    METRICS,
+    QUANT_METRICS,
+    QUANT_VARIANTS,
+    SIZES,
+    TRAIN_METRICS,
+)
 
 
 def _agreement(a: list, b: list) -> tuple:
@@ -79,6 +86,8 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
         list: The rows of ``METRICS``.
     """
     runs = _measure(size, repeats, threads, tmpdir, retries, max_foreign, max_wait)
+    bandwidth = read_bandwidth(threads)  # in the same run: the floor of this machine now
+    log(f'{size}: read bandwidth {bandwidth / 1e9:.1f} GB/s ({threads} threads)')
     equal = total = 0
     for a, b in zip(runs['mmllava'], runs['transformers']):
         for field in ('single_ids', 'batch_ids'):
@@ -87,7 +96,13 @@ def bench_size(size: str, repeats: int, threads: int, tmpdir: str, retries: int 
     for res in (r for rs in runs.values() for r in rs):
         res['peak_memory'] = res['peak_memory_kib'] / 1024
         res['peak_memory_over_weights'] = (res['peak_memory_kib'] - res['rss_loaded_kib']) / 1024
-    return _rows(size, runs, METRICS, equal == total, equal / total, threads, repeats)
+        res['decode_floor_ratio'] = (bandwidth / res['bytes_per_token']) / res['decode_throughput']
+    rows = _rows(size, runs, METRICS + [FLOOR_METRIC], equal == total, equal / total, threads,
+                 repeats)
+    for row in rows:
+        if row['metric'] == FLOOR_METRIC[0]:
+            row['read_bandwidth_gbps'] = round(bandwidth / 1e9, 2)
+    return rows
 
 
 def bench_train(size: str, repeats: int, threads: int, tmpdir: str, retries: int = 2,

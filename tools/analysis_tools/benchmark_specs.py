@@ -20,7 +20,7 @@ TRAIN_BATCH = 4
 TRAIN_TEXT_TOKENS = 128
 TRAIN_STEPS = 3
 TRAIN_SIZES = ('tiny', 'small')
-QUANT_VARIANTS = ('fp32', 'bf16', 'int8')
+QUANT_VARIANTS = ('fp32', 'bf16', 'int8', 'decode-bf16')
 
 _TEXT_COMMON = dict(max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                     tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS)
@@ -62,6 +62,9 @@ TRAIN_METRICS = [
     ('train_peak_memory', 'MiB', False),
 ]
 QUANT_METRICS = METRICS + [('model_memory', 'MiB', False)]
+# Decode time per token over the memory-bandwidth floor (weight bytes one step reads / the
+# read bandwidth measured in the same run); lower is better, 1.0 is the floor.
+FLOOR_METRIC = ('decode_floor_ratio', 'x floor', False)
 FRAMEWORKS = ('mmllava', 'transformers')
 
 
@@ -195,7 +198,8 @@ def load_model(framework: str, size: str, weights: str, variant: str = None):
     if framework == 'transformers':
         model = build_transformers(size)
     else:
-        dtype = {'fp32': 'float32', 'bf16': 'bfloat16', 'int8': 'float32'}.get(variant)
+        dtype = {'fp32': 'float32', 'bf16': 'bfloat16', 'int8': 'float32',
+                 'decode-bf16': 'float32'}.get(variant)
         model = build_mmllava(size, dtype)
         from mmllava.convert import hf_to_mmllava
         state = hf_to_mmllava(state)  # the weights are saved from transformers' memory layout
@@ -203,7 +207,20 @@ def load_model(framework: str, size: str, weights: str, variant: str = None):
     if variant == 'int8':
         from mmllava.models.quantize import quantize_llm_int8
         quantize_llm_int8(model)  # what get_model(..., load_8bit=True) does after loading
+    if variant == 'decode-bf16':  # fp32 prefill and vision, bf16 copies for the steps
+        model.generation_cfg['decode_dtype'] = 'bfloat16'
     return model
+
+
+def llm_bytes_per_token(framework: str, model) -> int:
+    """Weight bytes one decode step of ``model``'s LLM reads: its decoder layers, final norm
+    and LM head (the embedding row lookup is negligible)."""
+    if framework == 'mmllava':
+        decoder, head = model.llm.model, model.llm.lm_head
+    else:
+        decoder, head = model.model.language_model, model.lm_head
+    tensors = list(decoder.layers.parameters()) + [decoder.norm.weight, head.weight]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 # ---------------------------------------------------------------------- inputs
