@@ -22,7 +22,7 @@ import torch
 
 SCRIPT = Path(__file__).parents[2] / 'tools' / 'analysis_tools' / 'benchmark.py'
 METRICS = {'prefill_latency', 'decode_throughput', 'batch8_throughput', 'peak_memory',
-           'peak_memory_over_weights'}
+           'peak_memory_over_weights', 'decode_floor_ratio'}
 TRAIN_METRICS = {'train_throughput', 'train_peak_memory'}
 
 

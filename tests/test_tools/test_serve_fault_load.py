@@ -1,4 +1,4 @@
-"""The load and fault run (tools/analysis_tools/serve_fault_load.py), short: for 15 s, valid
+"""The load and fault run (tools/analysis_tools/serve_fault_load.py), short: for 10 s, valid
 clients and attackers of every kind against tools/serve.py on loopback. Every valid answer
 equals its sequential one, every attack gets an answer its kind allows, valid latency stays
 bounded, and the server's memory stays near its start (docs/reliability.md has a longer run)."""
@@ -11,7 +11,7 @@ CONFIG = 'configs/llava/llava-tiny_vqa.py'
 @pytest.mark.slow
 def test_valid_clients_are_answered_right_while_every_attack_runs():
     fault_load = load_tool_module('tools/analysis_tools/serve_fault_load')
-    report = fault_load.run(CONFIG, duration=15, quiet=4, valid_clients=2, attackers=6)
+    report = fault_load.run(CONFIG, duration=10, quiet=3, valid_clients=2, attackers=6)
     assert report['wrong_answers'] == [], report['wrong_answers'][:3]
     assert report['unexpected_outcomes'] == {}, report['unexpected_outcomes']
     assert set(report['attacks']) == set(fault_load.ATTACKS), report['attacks']  # each ran

@@ -35,8 +35,9 @@ def live():
     serve = _serve_module()
     torch.manual_seed(0)
     model = get_model(CONFIG)
+    # One request at a time (max_batch=1): the tests hold the model through its generate.
     srv = serve.build_server(model, 'tiny', port=0, log_level='warning', max_pending=2,
-                             header_timeout=TIMEOUT, body_timeout=TIMEOUT,
+                             max_batch=1, header_timeout=TIMEOUT, body_timeout=TIMEOUT,
                              media_limits=dict(max_frame_pixels=32 * 32))
     with serving_in_thread(srv):
         yield dict(address=srv.server_address, model=model, service=srv.app.state.service,

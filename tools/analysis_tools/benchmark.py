@@ -20,6 +20,14 @@ Metrics (one row each per size; ``ratio > 1`` means mmllava is better):
   ``/proc/self/clear_refs`` at the start of each run), weights and imports included.
 - ``peak_memory_over_weights`` (MiB): that peak minus the RSS right after loading the
   weights: what inference itself costs (activations, KV cache, allocator slack).
+- ``decode_floor_ratio`` (x floor, lower is better): decode time per token over the
+  memory-bandwidth floor, the weight bytes one step reads (decoder layers, final norm, LM head)
+  divided by the read bandwidth measured in the same run (``read_bandwidth_gbps`` in the row).
+
+With ``--server``: ``server_throughput_8_clients`` (tokens/s), 8 streaming clients against
+``tools/serve.py`` with the tiny config, continuous batching (``--max-batch 8``) over one at a
+time (``--max-batch 1``); ``tools/analysis_tools/serve_throughput.py`` has 1/4/8 clients and
+time to first token.
 
 With ``--train`` (rows for tiny and small, fp32): a training step (forward, backward, AdamW
 step) at batch 4, each sample one image and 128 text tokens, the vision tower frozen and the
@@ -31,9 +39,10 @@ over ``LlavaForConditionalGeneration`` with the same weights, batch and frozen p
 - outputs equal: the losses of every step agree within 1e-4 (the same weights, batch and
   updates give the same losses).
 
-With ``--quant`` (mmllava only): the same inference runs for the model in fp32, in bf16 and in
-fp32 with the LLM's linear layers in dynamic int8 (``get_model(..., load_8bit=True)``), each in
-its own worker, plus ``model_memory`` (MiB of parameters and buffers). ``ratio`` compares with
+With ``--quant`` (mmllava only): the same inference runs for the model in fp32, in bf16, in
+fp32 with the LLM's linear layers in dynamic int8 (``get_model(..., load_8bit=True)``) and in
+fp32 with bf16 decode steps (``decode-bf16``: ``decode_dtype='bfloat16'``), each in its own
+worker, plus ``model_memory`` (MiB of parameters and buffers). ``ratio`` compares with
 fp32 (``> 1``: better); ``answer_agreement`` is the share of the 9 prompts (the single one and
 the batch of 8) whose greedy answer equals fp32's token for token, ``token_agreement`` the share
 of equal positions.
@@ -111,6 +120,9 @@ def parse_args(argv=None):
                         help='add rows for mmllava in fp32, bf16 and int8 (load_8bit)')
     parser.add_argument('--only-quant', action='store_true',
                         help='the --quant rows only')
+    parser.add_argument('--server', action='store_true',
+                        help='add server_throughput_8_clients: tools/serve.py with the tiny '
+                        'config, 8 clients, continuous batching against one at a time')
     parser.add_argument('--worker', choices=FRAMEWORKS, help=argparse.SUPPRESS)
     parser.add_argument('--variant', choices=QUANT_VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument('--size', help=argparse.SUPPRESS)
@@ -119,6 +131,21 @@ def parse_args(argv=None):
     if args.repeats < 1:
         parser.error('--repeats must be at least 1')
     return args
+
+
+def server_row(seconds: float = 20) -> dict:
+    """``server_throughput_8_clients``: aggregate completion tokens/s of 8 streaming clients
+    against ``tools/serve.py`` with the tiny config, batched (``--max-batch 8``) over one at a
+    time (``--max-batch 1``); every answer checked against the request answered alone."""
+    from serve_throughput import run
+    rows = run('configs/llava/llava-tiny_vqa.py', batches=(1, 8), clients=(8, ),
+               seconds=seconds, log=log)
+    one, batched = (next(r for r in rows if r['max_batch'] == b) for b in (1, 8))
+    return dict(size='tiny', metric='server_throughput_8_clients', unit='tokens/s',
+                value=batched['tokens_per_s'], one_at_a_time=one['tokens_per_s'],
+                ratio=round(batched['tokens_per_s'] / one['tokens_per_s'], 3),
+                ttft_p50_s=batched['ttft_p50_s'], ttft_p99_s=batched['ttft_p99_s'],
+                outputs_equal=batched['wrong_answers'] == one['wrong_answers'] == 0)
 
 
 def _exit_on_sigterm(signum, frame):
@@ -159,13 +186,19 @@ def main(argv=None) -> list:
             if args.quant or args.only_quant:
                 rows += bench_quant(size, args.repeats, args.threads, tmpdir, args.retries,
                                     args.max_foreign_cpu, args.max_wait)
+    if args.server:
+        rows.append(server_row())
     elapsed = time.perf_counter() - start
     log(f'done in {elapsed:.0f}s ({args.threads} threads, {args.repeats} repeats, '
         f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)')
-    compared = [r for r in rows if 'variant' not in r]
+    compared = [r for r in rows if 'variant' not in r and 'one_at_a_time' not in r]
+    for r in rows:
+        if 'one_at_a_time' in r:
+            print(f"{r['metric']} ({r['size']}): {r['value']:.1f} {r['unit']} batched, "
+                  f"{r['one_at_a_time']:.1f} one at a time: ratio {r['ratio']:.2f}")
     if compared:
         print(markdown_table(compared))
-    if len(compared) < len(rows):
+    if any('variant' in r for r in rows):
         print(quant_table([r for r in rows if 'variant' in r]))
     if args.out:
         with open(args.out, 'w') as f:

@@ -226,9 +226,10 @@ class Client:
 
 
 # -------------------------------------------------------------------------------- server
-def start_server(model: str, checkpoint: Optional[str] = None, log: Optional[str] = None):
-    """``tools/serve.py MODEL`` on a free loopback port with this run's bounds: (process,
-    (host, port)); its stderr goes to ``log`` (or nowhere)."""
+def start_server(model: str, checkpoint: Optional[str] = None, log: Optional[str] = None,
+                 extra: Optional[List[str]] = None):
+    """``tools/serve.py MODEL`` on a free loopback port with this run's bounds (and ``extra``
+    flags): (process, (host, port)); its stderr goes to ``log`` (or nowhere)."""
     cmd = [sys.executable, str(SERVE), model, '--port', '0',
            '--header-timeout', str(TIMEOUT_S), '--body-timeout', str(TIMEOUT_S),
            '--max-request-bytes', str(MAX_REQUEST_BYTES),
@@ -238,6 +239,7 @@ def start_server(model: str, checkpoint: Optional[str] = None, log: Optional[str
            '--request-timeout', '60']
     if checkpoint:
         cmd += ['--checkpoint', checkpoint]
+    cmd += list(extra or [])
     stderr = open(log, 'w') if log else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True,
                             cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED='1'))
