@@ -232,6 +232,9 @@ def test_split_products_equal_torch(rows):
     assert got is not None and got.shape == (rows, 1, 1029)
     torch.testing.assert_close(got, torch.nn.functional.linear(x, weight), atol=1e-5, rtol=0)
     assert split_linear(torch.randn(40, 300), weight) is None  # a prefill: not split
+    with torch.inference_mode():  # the workers run in the caller's mode
+        got = split_linear(x, weight, threads=2)
+    torch.testing.assert_close(got, torch.nn.functional.linear(x, weight), atol=1e-5, rtol=0)
 
 
 def test_greedy_ids_identical_with_every_product_split(monkeypatch):

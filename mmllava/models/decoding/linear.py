@@ -46,6 +46,7 @@ class _Pool:
     def __init__(self, workers: int):
         self.workers = workers
         self.lock = threading.Lock()
+        self._inference = False
         self._jobs: List[Optional[Callable[[], None]]] = [None] * workers
         self._errors: List[Optional[BaseException]] = [None] * workers
         self._go = [threading.Event() for _ in range(workers)]
@@ -54,18 +55,20 @@ class _Pool:
             threading.Thread(target=self._work, args=(i, ), name=f'mmllava-gemv-{i}',
                              daemon=True).start()
 
-    @torch.no_grad()  # grad mode is per thread: the caller's no_grad does not reach here
+    @torch.no_grad()  # grad and inference modes are per thread: the caller's do not reach here
     def _work(self, i: int) -> None:
         while True:
             self._go[i].wait()
             self._go[i].clear()
             try:
-                self._jobs[i]()
+                with torch.inference_mode(self._inference):  # the caller's mode
+                    self._jobs[i]()
             except BaseException as e:  # raised in the caller
                 self._errors[i] = e
             self._done[i].set()
 
     def run(self, first: Callable[[], None], rest: List[Callable[[], None]]) -> None:
+        self._inference = torch.is_inference_mode_enabled()
         for i, job in enumerate(rest):
             self._jobs[i], self._errors[i] = job, None
             self._go[i].set()
