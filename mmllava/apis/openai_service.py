@@ -212,7 +212,7 @@ class ChatCompletionService:
         return (self.batcher is not None
                 and self.model.decode_fallback_reason(request.generate_kwargs) is None)
 
-    def _submit(self, request: ChatRequest, on_token=None):
+    def _submit(self, request: ChatRequest, on_token=None, on_end=None):
         """Queue a prepared request in the batch; returns (job, usage state)."""
         from mmllava.models.decoding.batching import QueueFull
 
@@ -222,7 +222,7 @@ class ChatCompletionService:
         kwargs = _generate_kwargs(self.model, dict(request.generate_kwargs), prompt_tokens)
         try:
             job = self.batcher.submit(
-                inputs, on_token=on_token, seed=request.seed,
+                inputs, on_token=on_token, on_end=on_end, seed=request.seed,
                 should_stop=lambda: request.cancelled() or request.expired(), **kwargs)
         except QueueFull as e:
             raise APIError(503, f'The server is busy: {e}', code='overloaded',
@@ -245,6 +245,12 @@ class ChatCompletionService:
                            'its time limit (--request-timeout)', code='timeout',
                            error_type='server_error')
 
+    @staticmethod
+    def _next_token(tokens: queue.Queue, job) -> Optional[int]:
+        """The job's next token as soon as it comes; None once it is done (its end puts a
+        None after its last token)."""
+        return tokens.get()
+
     def _complete_batched(self, request: ChatRequest) -> dict:
         from .streaming import IncrementalDecoder
         job, state = self._submit(request)
@@ -257,24 +263,20 @@ class ChatCompletionService:
     def _stream_batched(self, request: ChatRequest) -> Iterator[dict]:
         from .streaming import IncrementalDecoder
         tokens: queue.Queue = queue.Queue()
-        job, state = self._submit(request, on_token=tokens.put)
-        while not job.ids and not job.done.wait(LOCK_POLL_S):
-            pass  # queued: waiting for its first token
-        self._check_started(job, request)
+        job, state = self._submit(request, on_token=tokens.put,
+                                  on_end=lambda: tokens.put(None))
+        token = self._next_token(tokens, job)  # queued until its first token
+        if token is None:
+            self._check_started(job, request)
         decoder = IncrementalDecoder(self.model.tokenizer, state['stops'])
         writer = ChunkWriter(self.model_id)
         yield writer.delta(dict(role='assistant', content=''))
         try:
-            while True:
-                try:
-                    token = tokens.get(timeout=LOCK_POLL_S)
-                except queue.Empty:
-                    if job.done.is_set() and tokens.empty():
-                        break
-                    continue
+            while token is not None:
                 piece = decoder.add([token])
                 if piece:
                     yield writer.delta(dict(content=piece))
+                token = self._next_token(tokens, job)
             if job.error is not None:
                 raise job.error
             rest = decoder.finish(job.ids)

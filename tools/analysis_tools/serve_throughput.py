@@ -6,8 +6,8 @@ that many threads send streamed chat requests (each a different random image, gr
 ``--max-tokens``) for ``--seconds``. Reported per (max_batch, clients): the aggregate
 completion tokens per second (``usage.completion_tokens`` over the wall time), requests
 answered, and p50 / p99 time to first token (the first content chunk). Every answer is
-checked against the same request answered alone (the sequential pass): continuous batching
-must not change an answer.
+checked against the same request answered alone by the same server before the load
+(``wrong_answers``): continuous batching must not change an answer.
 
 Example::
 
@@ -118,13 +118,13 @@ def run(model: str, checkpoint: Optional[str] = None, batches=(1, 8), clients=CL
     """Every (max_batch, clients) row; see the module's docstring."""
     bodies = [_body(seed, max_tokens) for seed in range(16)]
     rows = []
-    expected = None
     for max_batch in batches:
         proc, address = start_server(model, checkpoint, extra=['--max-batch', str(max_batch)])
         try:
             ask(address, bodies[0])  # warm-up
-            if expected is None:  # alone, one at a time: the answers every run must give
-                expected = [ask(address, body)['answer'] for body in bodies]
+            # Each request alone first: the answers this server must give under load (its
+            # own: a config without a checkpoint has random weights of its own).
+            expected = [ask(address, body)['answer'] for body in bodies]
             for n in clients:
                 row = dict(max_batch=max_batch, **load(address, n, seconds, bodies, expected))
                 log(json.dumps(row))

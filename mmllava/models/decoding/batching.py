@@ -11,6 +11,7 @@ equal those of the same requests sent one at a time.
 """
 import threading
 from collections import deque
+from contextlib import ExitStack
 from typing import Callable, List, Optional
 
 import torch
@@ -36,9 +37,9 @@ class Job:
 
     def __init__(self, inputs: dict, kwargs: dict, on_token: Optional[Callable] = None,
                  should_stop: Optional[Callable[[], bool]] = None,
-                 seed: Optional[int] = None):
+                 seed: Optional[int] = None, on_end: Optional[Callable[[], None]] = None):
         self.inputs, self.kwargs = inputs, kwargs
-        self.on_token, self.should_stop = on_token, should_stop
+        self.on_token, self.should_stop, self.on_end = on_token, should_stop, on_end
         self.seed = seed
         self.ids: List[int] = []
         self.finish: Optional[str] = None
@@ -48,6 +49,13 @@ class Job:
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until done (True) or ``timeout`` seconds (False)."""
         return self.done.wait(timeout)
+
+    def end(self, finish: Optional[str] = None, error: Optional[BaseException] = None) -> None:
+        """Mark the job done (``finish`` or ``error``) and tell its caller."""
+        self.finish, self.error = finish, error
+        self.done.set()
+        if self.on_end is not None:
+            self.on_end()
 
 
 class _Row:
@@ -64,8 +72,10 @@ class _Row:
 
     def choose(self, logits: torch.Tensor) -> int:
         """The next token from this row's (1, vocab) logits; records it, tells the job."""
-        ids = torch.tensor([self.job.ids], dtype=torch.long)
-        scores = self.procs(ids, logits) if self.procs else logits
+        if self.procs:
+            scores = self.procs(torch.tensor([self.job.ids], dtype=torch.long), logits)
+        else:
+            scores = logits
         if self.cfg['do_sample']:
             probs = torch.softmax(scores, dim=-1)
             token = int(torch.multinomial(probs, 1, generator=self.generator)[0, 0])
@@ -116,7 +126,7 @@ class ContinuousBatcher:
 
     def submit(self, inputs: dict, on_token: Optional[Callable[[int], None]] = None,
                should_stop: Optional[Callable[[], bool]] = None, seed: Optional[int] = None,
-               **generate_kwargs) -> Job:
+               on_end: Optional[Callable[[], None]] = None, **generate_kwargs) -> Job:
         """Queue a request; it joins the batch at the next step boundary with room.
 
         Args:
@@ -125,12 +135,13 @@ class ContinuousBatcher:
             on_token: Called (in the batcher's thread) with each generated id.
             should_stop: Polled after each token; True ends the row (``finish='cancelled'``).
             seed: Sampling seed of this request alone.
+            on_end: Called (in the batcher's thread) once the job is done, however it ended.
             **generate_kwargs: ``generate`` keywords our loop implements.
 
         Raises:
             QueueFull: ``max_queue`` requests are waiting already.
         """
-        job = Job(inputs, generate_kwargs, on_token, should_stop, seed)
+        job = Job(inputs, generate_kwargs, on_token, should_stop, seed, on_end)
         with self._cond:
             if self._closed:
                 raise RuntimeError('the batcher is closed')
@@ -153,7 +164,15 @@ class ContinuousBatcher:
 
     # ---------------------------------------------------------------- the decode thread
     def _loop(self) -> None:
+        # The single-token steps run with torch on one thread (decode_threads); switching
+        # costs, so the switch is held over consecutive steps and undone only for prefills.
+        with ExitStack() as threads:
+            self._serve(threads)
+
+    def _serve(self, threads: ExitStack) -> None:
         rows: List[_Row] = []
+        lm = None
+        stepping = False
         while True:
             with self._cond:
                 while not self._queue and not rows and not self._closed:
@@ -164,34 +183,40 @@ class ContinuousBatcher:
                     return
                 for job in [j for j in self._queue if j.should_stop and j.should_stop()]:
                     self._queue.remove(job)  # given up while waiting: answered at once
-                    job.finish = 'cancelled'
-                    job.done.set()
+                    job.end('cancelled')
                 joining = [self._queue.popleft()
                            for _ in range(min(len(self._queue), self.max_batch - len(rows)))]
             with self.lock:
-                lm = fast_lm(self.model.llm)
-                for job in joining:
-                    row = self._prefill(lm, job)
-                    if row is not None:
-                        rows.append(row)
+                if joining or lm is None:
+                    if stepping:
+                        threads.close()  # prefills on every thread
+                        stepping = False
+                    lm = fast_lm(self.model.llm)  # rebuilt if the weights changed
+                    for job in joining:
+                        row = self._prefill(lm, job)
+                        if row is not None:
+                            rows.append(row)
                 if rows:
+                    if not stepping:
+                        threads.enter_context(decode_threads())
+                        stepping = True
                     rows = self._step(lm, rows)
+                elif stepping:
+                    threads.close()
+                    stepping = False
                 self.active_rows = len(rows)
 
     def _fail(self, job: Job, error: BaseException) -> None:
-        job.error = error
-        job.done.set()
+        job.end(error=error)
 
     def _end(self, row: _Row, reason: str) -> None:
-        row.job.finish = reason
-        row.job.done.set()
+        row.job.end(reason)
 
     def _prefill(self, lm: FastLM, job: Job) -> Optional[_Row]:
         """Run a joining job's prompt; its first token; the row, or None if it ended."""
         try:
             if job.should_stop is not None and job.should_stop():
-                job.finish = 'cancelled'
-                job.done.set()
+                job.end('cancelled')
                 return None
             inputs = job.inputs
             ids = inputs['input_ids']
@@ -224,7 +249,7 @@ class ContinuousBatcher:
         try:
             matrices = lm.decode_matrices(
                 decode_dtype_of(self.model.generation_cfg.get('decode_dtype')))
-            with torch.no_grad(), decode_threads():
+            with torch.no_grad():
                 last = torch.tensor([[r.job.ids[-1]] for r in rows], dtype=torch.long)
                 hidden = lm.embed(last).to(lm.dtype)
                 positions = torch.tensor([[r.slot] for r in rows], dtype=torch.long)
