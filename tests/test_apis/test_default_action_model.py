@@ -101,12 +101,15 @@ def test_decoders_agree_on_the_default_model(model, clips):
     question = 'Describe what the person does, step by step.'
     answers = {dtype: [r['pred_answer'] for r in inference_model(
         model, paths, [question] * len(paths), decode_dtype=dtype, max_new_tokens=24,
-        min_new_tokens=24)] for dtype in ('float32', 'bfloat16')}
-    equal = total = 0
-    for a, b in zip(answers['float32'], answers['bfloat16']):
-        a, b = (model.tokenizer.encode(t) for t in (a, b))
-        equal += sum(x == y for x, y in zip(a, b))
-        total += max(len(a), len(b))
-    same = sum(a == b for a, b in zip(answers['float32'], answers['bfloat16']))
-    print(f'bf16 decode: {equal}/{total} tokens, {same}/{len(paths)} answers equal to fp32')
-    assert total >= 15 * len(paths) and equal / total >= 0.95, (equal, total)
+        min_new_tokens=24)] for dtype in ('float32', 'bfloat16', 'int8')}
+    for dtype in ('bfloat16', 'int8'):
+        equal = total = 0
+        for a, b in zip(answers['float32'], answers[dtype]):
+            a, b = (model.tokenizer.encode(t) for t in (a, b))
+            equal += sum(x == y for x, y in zip(a, b))
+            total += max(len(a), len(b))
+        same = sum(a == b for a, b in zip(answers['float32'], answers[dtype]))
+        print(f'{dtype} decode: {equal}/{total} tokens, {same}/{len(paths)} answers equal to '
+              'fp32')
+        if dtype == 'bfloat16':
+            assert total >= 15 * len(paths) and equal / total >= 0.95, (equal, total)

@@ -288,3 +288,22 @@ def test_fused_under_inference_mode_still_trains():
     loss = llm(input_ids=torch.tensor([[5, 6, 7, 8]]), labels=torch.tensor([[5, 6, 7, 8]])).loss
     loss.backward()
     assert llm.model.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+def test_split_products_outside_no_grad_and_int8_copies(monkeypatch):
+    """The pool's workers keep grad mode off whatever the caller's; int8 decode copies
+    (per-channel weights, per-token activations) stay close to the fp32 product."""
+    from mmllava.models.decoding.linear import Int8Matrix, decode_threads, linear
+    weight = torch.randn(700, 400, requires_grad=True)
+    x = torch.randn(1, 1, 400)
+    with decode_threads():
+        got = linear(x, weight)  # grad mode on here; the product itself needs none
+        q = linear(x, Int8Matrix(weight))
+    want = torch.nn.functional.linear(x, weight)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert (q - want).abs().max() < 0.05 * want.abs().max()
+    llm = build('llama', seed=12)
+    embeds, mask = prompts(llm, (7, 3), seed=2)
+    fp32 = decode(fast_lm(llm), embeds, mask, max_new_tokens=8)
+    int8 = decode(fast_lm(llm), embeds, mask, max_new_tokens=8, decode_dtype='int8')
+    assert torch.equal(int8[:, 0], fp32[:, 0]) and int8.shape == fp32.shape

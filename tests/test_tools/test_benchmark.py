@@ -227,7 +227,7 @@ def test_measure_interleaves_and_redoes_disturbed_runs(fake_workers, tmp_path):
 
 def test_measure_runs_quant_variants_and_stops_workers_on_error(fake_workers, tmp_path):
     fake_workers.shares = {'fp32': [0.0], 'bf16': [], 'int8': [0.0],  # bf16 fails
-                          'decode-bf16': [0.0]}
+                          'decode-bf16': [0.0], 'decode-int8': [0.0]}
     with pytest.raises(IndexError):
         harness._measure('tiny', 1, 1, str(tmp_path), 0, 0.1, 0, variants=specs.QUANT_VARIANTS)
     assert set(fake_workers.instances) == set(specs.QUANT_VARIANTS)

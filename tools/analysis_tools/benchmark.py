@@ -41,8 +41,8 @@ over ``LlavaForConditionalGeneration`` with the same weights, batch and frozen p
 
 With ``--quant`` (mmllava only): the same inference runs for the model in fp32, in bf16, in
 fp32 with the LLM's linear layers in dynamic int8 (``get_model(..., load_8bit=True)``) and in
-fp32 with bf16 decode steps (``decode-bf16``: ``decode_dtype='bfloat16'``), each in its own
-worker, plus ``model_memory`` (MiB of parameters and buffers). ``ratio`` compares with
+fp32 with bf16 or int8 decode steps (``decode-bf16``, ``decode-int8``: ``decode_dtype``), each
+in its own worker, plus ``model_memory`` (MiB of parameters and buffers). ``ratio`` compares with
 fp32 (``> 1``: better); ``answer_agreement`` is the share of the 9 prompts (the single one and
 the batch of 8) whose greedy answer equals fp32's token for token, ``token_agreement`` the share
 of equal positions.

@@ -20,7 +20,7 @@ TRAIN_BATCH = 4
 TRAIN_TEXT_TOKENS = 128
 TRAIN_STEPS = 3
 TRAIN_SIZES = ('tiny', 'small')
-QUANT_VARIANTS = ('fp32', 'bf16', 'int8', 'decode-bf16')
+QUANT_VARIANTS = ('fp32', 'bf16', 'int8', 'decode-bf16', 'decode-int8')
 
 _TEXT_COMMON = dict(max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=10000.0,
                     tie_word_embeddings=False, bos_token_id=BOS, eos_token_id=EOS)
@@ -199,7 +199,7 @@ def load_model(framework: str, size: str, weights: str, variant: str = None):
         model = build_transformers(size)
     else:
         dtype = {'fp32': 'float32', 'bf16': 'bfloat16', 'int8': 'float32',
-                 'decode-bf16': 'float32'}.get(variant)
+                 'decode-bf16': 'float32', 'decode-int8': 'float32'}.get(variant)
         model = build_mmllava(size, dtype)
         from mmllava.convert import hf_to_mmllava
         state = hf_to_mmllava(state)  # the weights are saved from transformers' memory layout
@@ -207,8 +207,9 @@ def load_model(framework: str, size: str, weights: str, variant: str = None):
     if variant == 'int8':
         from mmllava.models.quantize import quantize_llm_int8
         quantize_llm_int8(model)  # what get_model(..., load_8bit=True) does after loading
-    if variant == 'decode-bf16':  # fp32 prefill and vision, bf16 copies for the steps
-        model.generation_cfg['decode_dtype'] = 'bfloat16'
+    if variant in ('decode-bf16', 'decode-int8'):  # fp32 prefill and vision, copies for steps
+        model.generation_cfg['decode_dtype'] = {'decode-bf16': 'bfloat16',
+                                                'decode-int8': 'int8'}[variant]
     return model
 
 

@@ -61,7 +61,10 @@ class _Pool:
             self._go[i].wait()
             self._go[i].clear()
             try:
-                with torch.inference_mode(self._inference):  # the caller's mode
+                if self._inference:  # the caller's mode (inference_mode(False) would
+                    with torch.inference_mode():  # turn grad mode back on)
+                        self._jobs[i]()
+                else:
                     self._jobs[i]()
             except BaseException as e:  # raised in the caller
                 self._errors[i] = e
@@ -93,6 +96,7 @@ def _pool(threads: int) -> Optional[_Pool]:
     return pool
 
 
+@torch.no_grad()  # decode products; matmul(out=) refuses inputs that require grad
 def split_linear(x: torch.Tensor, weight: torch.Tensor,
                  threads: Optional[int] = None) -> Optional[torch.Tensor]:
     """``F.linear(x, weight)`` for a few rows (the decode batch) with the output columns
@@ -135,10 +139,61 @@ def split_linear(x: torch.Tensor, weight: torch.Tensor,
         pool.lock.release()
 
 
+class Int8Matrix:
+    """A matrix as int8 rows and their scales (per output channel, absmax / 127): the int8
+    decode copies. Products quantize ``x`` per row on the fly and run ``torch._int_mm``
+    (int32 accumulation), as :class:`mmllava.models.quantize.Int8DynamicLinear` does; fast
+    where the CPU has VNNI (AVX-512 VNNI, AVX-VNNI or AMX), slower than fp32 without.
+
+    Args:
+        weight (Tensor): The float matrix (out, in).
+    """
+
+    def __init__(self, weight: torch.Tensor):
+        w = weight.detach().float()
+        self.scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
+        self.int8 = torch.round(w / self.scale[:, None]).clamp(-127, 127).to(torch.int8)
+        self.dtype = torch.int8
+        self.shape = self.int8.shape
+
+
+@torch.no_grad()
+def _int8_linear(x: torch.Tensor, m: Int8Matrix) -> torch.Tensor:
+    rows = x.reshape(-1, x.shape[-1]).float()
+    x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+    x_int8 = torch.round(rows / x_scale).clamp(-127, 127).to(torch.int8)
+    cols = m.int8.shape[0]
+    threads = _STEP_THREADS[0] or torch.get_num_threads()
+    pool = _pool(threads) if m.int8.numel() >= SPLIT_MIN_ELEMENTS else None
+    if pool is not None and pool.lock.acquire(blocking=False):
+        try:
+            bounds = [cols * i // threads for i in range(threads + 1)]
+            parts: List[Optional[torch.Tensor]] = [None] * threads
+
+            def job(i: int) -> Callable[[], None]:
+                def run() -> None:
+                    parts[i] = torch._int_mm(x_int8, m.int8[bounds[i]:bounds[i + 1]].t())
+                return run
+
+            jobs = [job(i) for i in range(threads)]
+            pool.run(jobs[0], jobs[1:])
+            acc = torch.cat(parts, dim=-1)
+        finally:
+            pool.lock.release()
+    else:
+        acc = torch._int_mm(x_int8, m.int8.t())
+    out = acc.float() * x_scale * m.scale
+    return out.to(x.dtype).view(x.shape[:-1] + (cols, ))
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor,
            bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x @ weight.T + bias`` in ``x``'s dtype; a ``weight`` of another dtype (the bf16
-    decode copies) multiplies ``x`` cast to it. One row: :func:`split_linear`."""
+    decode copies) multiplies ``x`` cast to it, an :class:`Int8Matrix` quantizes ``x`` per
+    row. One row: :func:`split_linear`."""
+    if isinstance(weight, Int8Matrix):
+        out = _int8_linear(x, weight)
+        return out if bias is None else out + bias
     if weight.dtype != x.dtype:
         x_cast = x.to(weight.dtype)
         out = split_linear(x_cast, weight)

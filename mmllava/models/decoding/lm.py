@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import linear
+from .linear import Int8Matrix, linear
 
 SUPPORTED_MODEL_TYPES = ('llama', 'mistral', 'qwen2')
 
@@ -176,15 +176,21 @@ class FastLM:
     def decode_matrices(self, dtype: Optional[torch.dtype]):
         """Per-layer (qkv, o, gate_up, down) and the head in ``dtype`` for single-token
         steps (copies, made once and remade after the weights change); None: the weights
-        themselves."""
+        themselves. ``torch.int8``: :class:`~.linear.Int8Matrix` copies, the head float."""
         if dtype is None or dtype == self.dtype:
             return None
         version = sum(layer.version() for layer in self.layers) + self.lm_head.weight._version
         cached = self._copies.get(dtype)
         if cached is None or cached[0] != version:
             with torch.no_grad():
-                mats = [tuple(w.to(dtype) for w in layer.matrices()) for layer in self.layers]
-                cached = (version, mats, self.lm_head.weight.to(dtype))
+                if dtype == torch.int8:  # the head stays float: it picks the greedy token
+                    mats = [tuple(Int8Matrix(w) for w in layer.matrices())
+                            for layer in self.layers]
+                    cached = (version, mats, self.lm_head.weight)
+                else:
+                    mats = [tuple(w.to(dtype) for w in layer.matrices())
+                            for layer in self.layers]
+                    cached = (version, mats, self.lm_head.weight.to(dtype))
             self._copies = {dtype: cached}  # one copy set at a time
         return cached[1], cached[2]
 

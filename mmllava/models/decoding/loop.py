@@ -31,7 +31,8 @@ SUPPORTED_KWARGS = frozenset({
     'generator', 'callback', 'decode_dtype', 'logits_processor'
 })
 DECODE_DTYPES = {'float32': None, 'fp32': None, 'bfloat16': torch.bfloat16,
-                 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16}
+                 'bf16': torch.bfloat16, 'float16': torch.float16, 'fp16': torch.float16,
+                 'int8': torch.int8}
 
 
 def decode_dtype_of(name) -> Optional[torch.dtype]:
@@ -136,9 +137,10 @@ def decode(lm: FastLM, embeds: torch.Tensor, attention_mask: torch.Tensor,
         generator: Random generator for sampling (default: torch's global one, as
             transformers).
         callback: Called with each step's (B,) ids (a lighter streamer).
-        decode_dtype: ``'bfloat16'`` (or a dtype): the single-token steps multiply with copies
-            of the weights in it (the prefill, attention and cache stay in the LLM's dtype);
-            None: the LLM's own weights.
+        decode_dtype: ``'bfloat16'`` or ``'int8'`` (or a dtype): the single-token steps
+            multiply with copies of the decoder's matrices in it (int8: per-channel weights,
+            per-token activations; the LM head stays float); the prefill, attention and cache
+            stay in the LLM's dtype. None: the LLM's own weights.
         logits_processor: transformers processors run after ours, as ``generate`` merges a
             user's list.
         **sampling: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
