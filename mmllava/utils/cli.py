@@ -147,6 +147,6 @@ def add_model_arguments(parser) -> None:
                         help="generation loop: mmllava's own (default) or transformers' "
                         'generate (beam search always uses it)')
     parser.add_argument('--decode-dtype', choices=('float32', 'bfloat16', 'int8'), default=None,
-                        help='bfloat16: decode steps multiply with bf16 copies of the LLM '
-                        "weights (faster on CPUs, +50%% of the fp32 LLM's memory); prefill "
-                        'and vision stay float32')
+                        help='decode steps multiply with bf16 (+50%% of the fp32 LLM\'s '
+                        'memory) or int8 (+25%%; fast with VNNI) copies of the LLM weights; '
+                        'prefill and vision stay float32')
