@@ -108,3 +108,25 @@ def test_bounded_queue_and_a_failing_row_does_not_stop_the_others(model):
                                                    eos_token_id=None)
     finally:
         batcher.close()
+
+
+def test_the_batcher_survives_an_error_outside_any_row(model, monkeypatch):
+    import mmllava.models.decoding.batching as batching
+    reqs = requests(model, 1)
+    real, calls = batching.fast_lm, []
+
+    def broken_once(llm):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError('weights changed under us')
+        return real(llm)
+
+    monkeypatch.setattr(batching, 'fast_lm', broken_once)
+    batcher = ContinuousBatcher(model, max_batch=2)
+    try:
+        first = batcher.submit(reqs[0], max_new_tokens=3, eos_token_id=None)
+        assert first.wait(30) and 'weights changed' in str(first.error)
+        second = batcher.submit(reqs[0], max_new_tokens=3, eos_token_id=None)
+        assert second.wait(30) and second.error is None and len(second.ids) == 3
+    finally:
+        batcher.close()

@@ -186,25 +186,38 @@ class ContinuousBatcher:
                     job.end('cancelled')
                 joining = [self._queue.popleft()
                            for _ in range(min(len(self._queue), self.max_batch - len(rows)))]
-            with self.lock:
-                if joining or lm is None:
-                    if stepping:
-                        threads.close()  # prefills on every thread
-                        stepping = False
-                    lm = fast_lm(self.model.llm)  # rebuilt if the weights changed
-                    for job in joining:
-                        row = self._prefill(lm, job)
-                        if row is not None:
-                            rows.append(row)
-                if rows:
-                    if not stepping:
-                        threads.enter_context(decode_threads())
-                        stepping = True
-                    rows = self._step(lm, rows)
-                elif stepping:
-                    threads.close()
+            try:
+                rows, lm, stepping = self._iteration(threads, joining, rows, lm, stepping)
+            except BaseException as e:  # the thread must live on: fail this batch's jobs
+                for job in joining + [r.job for r in rows]:
+                    if not job.done.is_set():
+                        self._fail(job, e)
+                rows, lm = [], None
+                self.active_rows = 0
+
+    def _iteration(self, threads: ExitStack, joining: List[Job], rows: List[_Row], lm,
+                   stepping: bool):
+        """One step boundary: prefill the joining jobs, then one step of every row."""
+        with self.lock:
+            if joining or lm is None:
+                if stepping:
+                    threads.close()  # prefills on every thread
                     stepping = False
-                self.active_rows = len(rows)
+                lm = fast_lm(self.model.llm)  # rebuilt if the weights changed
+                for job in joining:
+                    row = self._prefill(lm, job)
+                    if row is not None:
+                        rows.append(row)
+            if rows:
+                if not stepping:
+                    threads.enter_context(decode_threads())
+                    stepping = True
+                rows = self._step(lm, rows)
+            elif stepping:
+                threads.close()
+                stepping = False
+            self.active_rows = len(rows)
+        return rows, lm, stepping
 
     def _fail(self, job: Job, error: BaseException) -> None:
         job.end(error=error)
