@@ -106,6 +106,10 @@ class _LlavaRunnerMixin:
         :func:`find_resume_checkpoint`, so an empty ``last_checkpoint`` is no error."""
         if self._resume and self._load_from is None:
             self._load_from = find_resume_checkpoint(self.work_dir)
+            if self._load_from is None:  # nothing saved (or an empty marker, no file)
+                self._resume = False
+                self.logger.warning(f'resume: no checkpoint in {self.work_dir}; training '
+                                    'starts from the beginning')
 
     @classmethod
     def from_cfg(cls, cfg):

@@ -108,6 +108,16 @@ def test_auto_resume_with_an_empty_last_checkpoint(trained):
     assert runner.iter == 3 and (killed / 'iter_3.pth').exists()
 
 
+def test_auto_resume_with_an_empty_marker_and_no_checkpoint_starts_fresh(trained, tmp_path):
+    _, ann, _, _ = trained
+    work = tmp_path / 'empty'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text('')  # killed before any checkpoint was complete
+    runner = LlavaRunner.from_cfg(make_cfg(work, ann, max_iters=1, resume=True))
+    runner.train()
+    assert runner.iter == 1 and (work / 'iter_1.pth').exists()
+
+
 def test_load_from_is_safe_and_points_to_the_twin(trained):
     root, ann, work_dir, model = trained
     cfg = make_cfg(root / 'work3', ann, load_from=str(work_dir / 'iter_2.pth'))

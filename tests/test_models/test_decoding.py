@@ -307,3 +307,24 @@ def test_split_products_outside_no_grad_and_int8_copies(monkeypatch):
     fp32 = decode(fast_lm(llm), embeds, mask, max_new_tokens=8)
     int8 = decode(fast_lm(llm), embeds, mask, max_new_tokens=8, decode_dtype='int8')
     assert torch.equal(int8[:, 0], fp32[:, 0]) and int8.shape == fp32.shape
+
+
+def test_a_users_processor_runs_before_the_sampling_warpers_as_in_generate():
+    from transformers import LogitsProcessorList
+
+    class Boost:  # makes a token that top_k would drop the likeliest one
+        def __call__(self, input_ids, scores):
+            scores = scores.clone()
+            scores[:, 7] = scores.max() + 5.0
+            return scores
+
+    llm = build('qwen2', seed=13)
+    embeds, mask = prompts(llm, (6, ), seed=9)
+    kwargs = dict(max_new_tokens=10, do_sample=True, top_k=3, eos_token_id=None,
+                  pad_token_id=0)
+    torch.manual_seed(3)
+    want = reference(llm, embeds, mask, logits_processor=LogitsProcessorList([Boost()]),
+                     **kwargs)
+    torch.manual_seed(3)
+    got = decode(fast_lm(llm), embeds, mask, logits_processor=[Boost()], **kwargs)
+    assert got.tolist() == want.tolist() and (got == 7).float().mean() > 0.5

@@ -77,3 +77,27 @@ def test_import_mmllava_is_cheap_and_still_patches_mmpretrain():
     proc = subprocess.run([sys.executable, '-W', 'ignore', '-c', code], capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_this_thread_omp_threads_leaves_other_threads_alone():
+    import threading
+
+    import torch
+
+    from mmllava.utils.compat import omp_available, this_thread_omp_threads
+    if not omp_available():
+        pytest.skip("torch's OpenMP library is not found in this build")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = {}
+        with this_thread_omp_threads(1) as limited:
+            assert limited and torch.get_num_threads() == 1
+            worker = threading.Thread(target=lambda: seen.update(other=torch.get_num_threads()))
+            worker.start()
+            worker.join()
+            torch.mm(torch.randn(64, 64), torch.randn(64, 64))  # MKL still works here
+        assert seen['other'] == 2  # started meanwhile: the process-wide count
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

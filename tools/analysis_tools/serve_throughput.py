@@ -14,7 +14,6 @@ Example::
     python tools/analysis_tools/serve_throughput.py configs/llava/llava-tiny_vqa.py \\
         --out work_dirs/serve_throughput.json
 """
-import argparse
 import base64
 import io
 import json
@@ -136,7 +135,8 @@ def run(model: str, checkpoint: Optional[str] = None, batches=(1, 8), clients=CL
 
 
 def main(argv=None) -> list:
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    from mmllava.utils.cli import make_parser
+    parser = make_parser(description=__doc__.splitlines()[0])
     parser.add_argument('model', help='a zoo name or a config (as tools/serve.py takes it)')
     parser.add_argument('--checkpoint', default=None)
     parser.add_argument('--seconds', type=float, default=20, help='per client count')
@@ -153,4 +153,5 @@ def main(argv=None) -> list:
 
 
 if __name__ == '__main__':
-    main()
+    from mmllava.utils.cli import run_cli
+    run_cli(main)

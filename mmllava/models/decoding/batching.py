@@ -68,12 +68,14 @@ class _Row:
         self.max_new = cfg['max_new_tokens']
         self.generator = None
         if job.seed is not None and cfg['do_sample']:
-            self.generator = torch.Generator().manual_seed(job.seed)
+            device = cache.keys[0].device
+            self.generator = torch.Generator(device=device).manual_seed(job.seed)
 
     def choose(self, logits: torch.Tensor) -> int:
         """The next token from this row's (1, vocab) logits; records it, tells the job."""
         if self.procs:
-            scores = self.procs(torch.tensor([self.job.ids], dtype=torch.long), logits)
+            scores = self.procs(torch.tensor([self.job.ids], dtype=torch.long,
+                                             device=logits.device), logits)
         else:
             scores = logits
         if self.cfg['do_sample']:
@@ -263,9 +265,12 @@ class ContinuousBatcher:
             matrices = lm.decode_matrices(
                 decode_dtype_of(self.model.generation_cfg.get('decode_dtype')))
             with torch.no_grad():
-                last = torch.tensor([[r.job.ids[-1]] for r in rows], dtype=torch.long)
+                device = lm.lm_head.weight.device
+                last = torch.tensor([[r.job.ids[-1]] for r in rows], dtype=torch.long,
+                                    device=device)
                 hidden = lm.embed(last).to(lm.dtype)
-                positions = torch.tensor([[r.slot] for r in rows], dtype=torch.long)
+                positions = torch.tensor([[r.slot] for r in rows], dtype=torch.long,
+                                         device=device)
                 logits = lm.forward(hidden, positions, [r.cache for r in rows],
                                     [r.slot for r in rows], None, causal=False,
                                     matrices=matrices)

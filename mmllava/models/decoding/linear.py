@@ -18,26 +18,32 @@ import torch.nn.functional as F
 SPLIT_MIN_ELEMENTS = 1 << 18
 # Products of at most this many rows (the decode batch) are split.
 SPLIT_MAX_ROWS = 16
-_STEP_THREADS: List[Optional[int]] = [None]
+_STEP = threading.local()  # .threads: the pool's width while this thread is in decode_threads
 
 
 @contextmanager
 def decode_threads() -> Iterator[None]:
-    """Around the single-token steps: torch's own ops on one thread, the products split by
-    :func:`split_linear` over all of them. With torch's threads left on, its OpenMP workers
-    spin after each small op on the core the pool needs (measured at the small shape: 24
-    tokens/s that way, 34 this way)."""
+    """Around the single-token steps, in the decoding thread: its torch ops on one OpenMP
+    thread, the products split by :func:`split_linear` over torch's count. With torch's
+    threads left on, its OpenMP workers spin after each small op on the core the pool needs
+    (measured at the small shape: 24 tokens/s that way, 34 this way). Only this thread's
+    count changes (:func:`mmllava.utils.compat.this_thread_omp_threads`): other threads, and
+    threads started meanwhile, keep theirs."""
+    from mmllava.utils.compat import this_thread_omp_threads
     threads = torch.get_num_threads()
-    if threads <= 1 or _STEP_THREADS[0] is not None:
+    if threads <= 1 or getattr(_STEP, 'threads', None) is not None:
         yield
         return
-    _STEP_THREADS[0] = threads
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        _STEP_THREADS[0] = None
+    with this_thread_omp_threads(1) as limited:
+        _STEP.threads = threads if limited else None
+        try:
+            yield
+        finally:
+            _STEP.threads = None
+
+
+def _step_threads() -> int:
+    return getattr(_STEP, 'threads', None) or torch.get_num_threads()
 
 
 class _Pool:
@@ -57,6 +63,11 @@ class _Pool:
 
     @torch.no_grad()  # grad and inference modes are per thread: the caller's do not reach here
     def _work(self, i: int) -> None:
+        from mmllava.utils.compat import this_thread_omp_threads
+        with this_thread_omp_threads(1):  # a slice is one thread's work
+            self._serve(i)
+
+    def _serve(self, i: int) -> None:
         while True:
             self._go[i].wait()
             self._go[i].clear()
@@ -86,28 +97,32 @@ class _Pool:
                 raise self._errors[i]
 
 
-_POOL: List[Optional[_Pool]] = [None]
+_POOLS: dict = {}  # width -> pool; one per width ever asked for (in practice one)
+_POOLS_LOCK = threading.Lock()
 
 
 def _pool(threads: int) -> Optional[_Pool]:
-    pool = _POOL[0]
-    if pool is None or pool.workers != threads - 1:
-        pool = _POOL[0] = _Pool(threads - 1) if threads > 1 else None
-    return pool
+    if threads <= 1:
+        return None
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = _Pool(threads - 1)
+        return pool
 
 
 @torch.no_grad()  # decode products; matmul(out=) refuses inputs that require grad
 def split_linear(x: torch.Tensor, weight: torch.Tensor,
                  threads: Optional[int] = None) -> Optional[torch.Tensor]:
     """``F.linear(x, weight)`` for a few rows (the decode batch) with the output columns
-    split across ``threads`` (default: the count :func:`decode_threads` saved, else torch's
-    intra-op count); None where splitting does not pay (many rows, a small matrix, one
-    thread, not a CPU, the pool busy in another thread)."""
+    split across ``threads`` (default: torch's intra-op count, as :func:`decode_threads`
+    saw it); None where splitting does not pay (many rows, a small matrix, one thread, not a
+    CPU, the pool busy in another thread)."""
     rows_in = x.numel() // x.shape[-1]
     if (rows_in > SPLIT_MAX_ROWS or weight.numel() < SPLIT_MIN_ELEMENTS
             or weight.device.type != 'cpu' or not weight.is_contiguous()):
         return None
-    threads = threads or _STEP_THREADS[0] or torch.get_num_threads()
+    threads = threads or _step_threads()
     pool = _pool(threads)
     if pool is None or not pool.lock.acquire(blocking=False):
         return None
@@ -163,7 +178,7 @@ def _int8_linear(x: torch.Tensor, m: Int8Matrix) -> torch.Tensor:
     x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
     x_int8 = torch.round(rows / x_scale).clamp(-127, 127).to(torch.int8)
     cols = m.int8.shape[0]
-    threads = _STEP_THREADS[0] or torch.get_num_threads()
+    threads = _step_threads()
     pool = _pool(threads) if m.int8.numel() >= SPLIT_MIN_ELEMENTS else None
     if pool is not None and pool.lock.acquire(blocking=False):
         try:

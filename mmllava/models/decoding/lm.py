@@ -162,7 +162,10 @@ class FastLM:
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.groups = self.heads // self.kv_heads
-        self.sliding_window = [layer.sliding_window for layer in self.layers]
+        # Mistral reads its window from the config at each call; Qwen2's layers hold theirs.
+        window = getattr(config, 'sliding_window', None) if config.model_type == 'mistral' \
+            else None
+        self.sliding_window = [layer.sliding_window or window for layer in self.layers]
         self._copies = {}  # decode dtype -> (version, per-layer matrices, head)
 
     def valid(self) -> bool:
@@ -179,6 +182,9 @@ class FastLM:
         themselves. ``torch.int8``: :class:`~.linear.Int8Matrix` copies, the head float."""
         if dtype is None or dtype == self.dtype:
             return None
+        if dtype == torch.int8 and self.lm_head.weight.device.type != 'cpu':
+            raise ValueError("decode_dtype='int8' runs on CPUs (torch._int_mm needs more rows "
+                             'than a decode step has on CUDA); use bfloat16 there')
         version = sum(layer.version() for layer in self.layers) + self.lm_head.weight._version
         cached = self._copies.get(dtype)
         if cached is None or cached[0] != version:

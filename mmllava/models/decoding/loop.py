@@ -59,13 +59,15 @@ def unsupported_kwargs(kwargs: Dict) -> List[str]:
     return names
 
 
-def logits_processors(cfg: Dict, eos: Sequence[int]) -> LogitsProcessorList:
-    """transformers' processors for ``cfg``, in ``generate``'s order."""
+def logits_processors(cfg: Dict, eos: Sequence[int], extra=None) -> LogitsProcessorList:
+    """transformers' processors for ``cfg``, in ``generate``'s order: a user's ``extra`` list
+    after the processors and before the sampling warpers."""
     procs = LogitsProcessorList()
     if cfg['repetition_penalty'] not in (None, 1.0):
         procs.append(RepetitionPenaltyLogitsProcessor(cfg['repetition_penalty']))
     if cfg['min_new_tokens'] and eos:
         procs.append(MinNewTokensLengthLogitsProcessor(0, cfg['min_new_tokens'], list(eos)))
+    procs.extend(extra or [])
     if cfg['do_sample']:
         if cfg['temperature'] is not None and cfg['temperature'] != 1.0:
             procs.append(TemperatureLogitsWarper(cfg['temperature']))
@@ -141,8 +143,8 @@ def decode(lm: FastLM, embeds: torch.Tensor, attention_mask: torch.Tensor,
             multiply with copies of the decoder's matrices in it (int8: per-channel weights,
             per-token activations; the LM head stays float); the prefill, attention and cache
             stay in the LLM's dtype. None: the LLM's own weights.
-        logits_processor: transformers processors run after ours, as ``generate`` merges a
-            user's list.
+        logits_processor: transformers processors run after the penalties and before the
+            sampling warpers, where ``generate`` merges a user's list.
         **sampling: ``do_sample``, ``temperature``, ``top_k``, ``top_p``,
             ``repetition_penalty``, ``min_new_tokens`` (transformers' meanings and defaults).
 
@@ -154,8 +156,7 @@ def decode(lm: FastLM, embeds: torch.Tensor, attention_mask: torch.Tensor,
         cfg.pop(key, None)
     eos = _as_list(eos_token_id)
     pad = eos[0] if pad_token_id is None and eos else pad_token_id
-    procs = logits_processors(cfg, eos)
-    procs.extend(logits_processor or [])
+    procs = logits_processors(cfg, eos, logits_processor)
     if stopping_criteria is not None and not callable(stopping_criteria):
         stopping_criteria = StoppingCriteriaList(stopping_criteria)  # a plain list, as generate
     stops = _StopStrings(_as_list_str(stop_strings), tokenizer) if stop_strings else None
@@ -203,7 +204,7 @@ def decode(lm: FastLM, embeds: torch.Tensor, attention_mask: torch.Tensor,
             if eos_t is not None:
                 unfinished &= ~torch.isin(token, eos_t)
             if stopping_criteria is not None:
-                unfinished &= ~stopping_criteria(out[:, :steps], None)
+                unfinished &= ~stopping_criteria(out[:, :steps], None)  # as generate
             if stops is not None:
                 unfinished &= ~stops(out[:, :steps])
             if t + 1 == max_new_tokens or not bool(unfinished.any()):

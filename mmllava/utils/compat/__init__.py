@@ -14,6 +14,8 @@
 - :func:`make_linear4bit`, :func:`fix_cpu_dequantize_4bit`: bitsandbytes (optional, QLoRA)
   across versions, and its 0.50.2 CPU kernel that dequantizes rows of a partial block wrongly
   (tested in ``tests/test_models/test_qlora.py``).
+- :func:`this_thread_omp_threads`: torch's thread count is process-wide; the decode loop sets
+  only its own thread's OpenMP count.
 
 Tested in ``tests/test_utils/test_compat.py`` (mmpretrain's import) and
 ``tests/test_utils/test_compat_shims.py`` (the others).
@@ -27,7 +29,8 @@ _LAZY = {'use_gloo_without_cuda': 'distributed', 'fsdp_on_cpu_without_cuda': 'di
          'deepspeed_without_onebit': 'deepspeed', 'CachedTextConfig': 'mmengine_config',
          'cache_pretty_text': 'mmengine_config', 'trusted_torch_load': 'torch_load',
          'bitsandbytes_available': 'bitsandbytes', 'make_linear4bit': 'bitsandbytes',
-         'fix_cpu_dequantize_4bit': 'bitsandbytes'}
+         'fix_cpu_dequantize_4bit': 'bitsandbytes', 'this_thread_omp_threads': 'openmp',
+         'omp_available': 'openmp'}
 
 
 def __getattr__(name: str):
@@ -46,6 +49,6 @@ __all__ = [
     'CachedTextConfig', 'apply_all', 'bitsandbytes_available', 'cache_pretty_text',
     'deepspeed_without_onebit', 'fix_cpu_dequantize_4bit', 'make_linear4bit',
     'fsdp_on_cpu_without_cuda',
-    'patch_mmpretrain_multimodal',
+    'omp_available', 'patch_mmpretrain_multimodal', 'this_thread_omp_threads',
     'trusted_torch_load', 'use_gloo_without_cuda', 'vqa_text_rules'
 ]
