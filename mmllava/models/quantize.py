@@ -14,11 +14,26 @@ from typing import Iterable, Tuple
 import torch
 from torch import nn
 
-__all__ = ['Int8DynamicLinear', 'quantize_llm_int8', 'module_bytes']
+__all__ = ['Int8DynamicLinear', 'module_bytes', 'quantize_activations', 'quantize_llm_int8',
+           'quantize_rows']
 
 # Keep these float: lm_head picks the greedy token straight from its outputs (bitsandbytes'
 # LLM.int8 keeps it float for the same reason), and is often tied to the input embeddings.
 DEFAULT_SKIP = ('lm_head', )
+
+
+def quantize_rows(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output channel: ``(int8 rows, scales)``, scale = absmax / 127."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
+    return torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8), scale
+
+
+def quantize_activations(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row of ``x`` (per token): ``(int8 rows (N, K), scales (N, 1))``."""
+    rows = x.reshape(-1, x.shape[-1]).float()
+    x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
+    return torch.round(rows / x_scale).clamp(-127, 127).to(torch.int8), x_scale
 
 
 class Int8DynamicLinear(nn.Module):
@@ -46,10 +61,9 @@ class Int8DynamicLinear(nn.Module):
     @classmethod
     def from_float(cls, linear: nn.Linear) -> 'Int8DynamicLinear':
         """Quantize a float ``nn.Linear`` (its weights are copied, the original is untouched)."""
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127
+        weight_int8, scale = quantize_rows(linear.weight)
         module = cls(linear.in_features, linear.out_features, bias=linear.bias is not None)
-        module.weight_int8.copy_(torch.round(weight / scale[:, None]).clamp(-127, 127))
+        module.weight_int8.copy_(weight_int8)
         module.weight_scale.copy_(scale)
         if linear.bias is not None:
             module.bias = linear.bias.detach().float().clone()
@@ -59,9 +73,7 @@ class Int8DynamicLinear(nn.Module):
         if x.device.type != 'cpu':
             raise RuntimeError('Int8DynamicLinear runs on CPU only')
         shape = x.shape
-        rows = x.reshape(-1, self.in_features).float()
-        x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
-        x_int8 = torch.round(rows / x_scale).clamp(-127, 127).to(torch.int8)
+        x_int8, x_scale = quantize_activations(x)
         out = torch._int_mm(x_int8, self.weight_int8.t()).float()
         out = out * x_scale * self.weight_scale
         if self.bias is not None:

@@ -165,18 +165,16 @@ class Int8Matrix:
     """
 
     def __init__(self, weight: torch.Tensor):
-        w = weight.detach().float()
-        self.scale = w.abs().amax(dim=1).clamp(min=1e-8) / 127
-        self.int8 = torch.round(w / self.scale[:, None]).clamp(-127, 127).to(torch.int8)
+        from ..quantize import quantize_rows
+        self.int8, self.scale = quantize_rows(weight)
         self.dtype = torch.int8
         self.shape = self.int8.shape
 
 
 @torch.no_grad()
 def _int8_linear(x: torch.Tensor, m: Int8Matrix) -> torch.Tensor:
-    rows = x.reshape(-1, x.shape[-1]).float()
-    x_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-8) / 127
-    x_int8 = torch.round(rows / x_scale).clamp(-127, 127).to(torch.int8)
+    from ..quantize import quantize_activations
+    x_int8, x_scale = quantize_activations(x)
     cols = m.int8.shape[0]
     threads = _step_threads()
     pool = _pool(threads) if m.int8.numel() >= SPLIT_MIN_ELEMENTS else None
