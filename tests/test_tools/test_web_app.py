@@ -54,13 +54,23 @@ def free_port() -> int:
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
     port = free_port()
-    log = tmp_path_factory.mktemp('web_app') / 'server.log'
+    folder = tmp_path_factory.mktemp('web_app')
+    log = folder / 'server.log'
+    # Seeded weights: unseeded random ones now and then answer only byte-fallback tokens,
+    # and a stream of those shows no clean prefix (incomplete UTF-8 is held back).
+    import torch
+
+    from mmllava.apis import get_model
+    from mmllava.engine.checkpoint import save_weights
+    torch.manual_seed(0)
+    weights = folder / 'tiny.safetensors'
+    save_weights(get_model(TINY).state_dict(), weights)
     env = dict(os.environ, HF_HUB_OFFLINE='1', TRANSFORMERS_OFFLINE='1',
                GRADIO_ANALYTICS_ENABLED='False', PYTHONUNBUFFERED='1')
     with open(log, 'w') as out:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / 'demo/web_app.py'), TINY, '--port', str(port),
-             '--max-new-tokens', '48'], cwd=ROOT, env=env, stdout=out,
+            [sys.executable, str(ROOT / 'demo/web_app.py'), TINY, '--checkpoint', str(weights),
+             '--port', str(port), '--max-new-tokens', '48'], cwd=ROOT, env=env, stdout=out,
             stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}'
     deadline = time.monotonic() + TIMEOUT
