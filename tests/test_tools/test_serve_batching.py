@@ -7,24 +7,15 @@ import socket
 import threading
 import time
 
+import test_serve as http  # the HTTP helpers of tools/serve.py's own tests
 from fixtures_llava import serving_in_thread
-from test_serve import (
-    _connect,
-    _image_part,
-    _png,
-    _request,
-    _serve_module,
-    _text,
-    _uri,
-    _user,
-    server,  # noqa: F401 (the fixture)
-)
+from test_serve import server  # noqa: F401 (the fixture)
 
 
 def test_batched_rows_leave_when_their_client_does(server):  # noqa: F811
     """Continuous batching (the default): two streams share the batch; the one whose client
     leaves ends at its next token, the other goes on to its own end."""
-    serve = _serve_module()
+    serve = http._serve_module()
     model = server['model']
     srv = serve.build_server(model, 'llava-tiny_vqa', port=0, log_level='warning', max_batch=4)
     batcher = srv.app.state.service.batcher
@@ -41,15 +32,15 @@ def test_batched_rows_leave_when_their_client_does(server):  # noqa: F811
     try:
         with serving_in_thread(srv):
             live = dict(server, url=srv.url)
-            body = dict(_user(_image_part(_uri(_png(4))), _text('Go on.')), stream=True,
-                        max_tokens=400)
-            conn = _connect(live)
+            image = http._image_part(http._uri(http._png(4)))
+            body = dict(http._user(image, http._text('Go on.')), stream=True, max_tokens=400)
+            conn = http._connect(live)
             conn.request('POST', '/v1/chat/completions', json.dumps(body).encode(),
                          {'Content-Type': 'application/json'})
             resp = conn.getresponse()
             assert resp.status == 200
             other = []
-            asker = threading.Thread(target=lambda: other.append(_request(
+            asker = threading.Thread(target=lambda: other.append(http._request(
                 live, '/chat/completions', dict(body, stream=False, max_tokens=30))))
             asker.start()
             deadline = time.time() + 30
